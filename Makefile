@@ -1,0 +1,64 @@
+# calsync: every target builds what it needs (.venv, database, schema) by itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export CALSYNC_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/calsync
+export CALSYNC_REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/calsync_test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
+
+.PHONY: help venv db demo test lint bench bench-quick flower up down lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock -r requirements-dev.lock
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+db: $(STAMP) ## create the database named by CALSYNC_DATABASE_URL and migrate it
+	$(BIN)/calsync db create
+	$(BIN)/calsync db upgrade
+
+demo: $(STAMP) ## run the main job end to end on the built-in Exchange simulator
+	$(BIN)/calsync db create
+	$(BIN)/calsync db upgrade
+	$(BIN)/python -m calsync.demo
+
+test: $(STAMP) ## run the test suite against local Postgres and Redis
+	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db create
+	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db upgrade
+	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check calsync tests beat bench celeryconfig.py
+	$(BIN)/ruff format --check calsync tests beat bench celeryconfig.py
+	$(BIN)/mypy
+
+bench: $(STAMP) ## all benchmarks (under ten minutes); results in bench/results/
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP) ## the benchmarks at small sizes (under a minute)
+	$(BIN)/python -m bench.run --quick
+
+flower: $(STAMP) ## Flower on http://127.0.0.1:5555 (basic auth from CALSYNC_FLOWER_BASIC_AUTH, default admin:admin)
+	$(BIN)/celery -A calsync flower --address=127.0.0.1 --port=5555 --basic-auth=$${CALSYNC_FLOWER_BASIC_AUTH:-admin:admin}
+
+up: ## the whole stack in Docker (needs a Docker engine)
+	docker compose -f docker/compose.yaml up -d --build
+
+down: ## stop the Docker stack
+	docker compose -f docker/compose.yaml down
+
+lock: ## re-resolve requirements*.in into the lock files
+	rm -rf /tmp/calsync-lock && $(PYTHON) -m venv /tmp/calsync-lock
+	/tmp/calsync-lock/bin/pip install -q -r requirements.in && /tmp/calsync-lock/bin/pip freeze > requirements.lock
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

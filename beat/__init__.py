@@ -1,0 +1,1 @@
+"""The beat schedule (celery-redbeat); see schedule.py."""

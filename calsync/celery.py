@@ -1,0 +1,28 @@
+"""The Celery app (`celery -A calsync worker|beat|flower` finds it here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
+
+app = Celery("calsync", include=["calsync.tasks.sync", "calsync.tasks.dispatch"])
+app.config_from_object("celeryconfig")
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    """A forked child must not reuse the parent's sockets: drop them, they reopen lazily."""
+    from calsync.store import db
+    from calsync.tasks import base
+
+    db.close_pool()
+    base.reset_process_state()
+
+
+@worker_process_shutdown.connect
+def _close_connections(**_: Any) -> None:
+    from calsync.store import db
+
+    db.close_pool()

@@ -1,0 +1,1 @@
+"""The `calsync` command: everything an administrator does, one subcommand group per domain."""

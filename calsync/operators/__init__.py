@@ -1,0 +1,1 @@
+"""Operators (CRM users whose calendars are mirrored): pure rules, no database code."""

@@ -1,0 +1,122 @@
+"""One batch of one operator, end to end: source -> sync -> store.
+
+This is the unit every task runs and every test can run without Celery. It reads all it
+needs from Postgres (never from task arguments beyond ids and the lease token), calls the
+source outside any transaction, and writes the batch's rows together with the new cursor in
+one transaction, fenced by the lease token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from calsync.settings import SyncSettings
+from calsync.source.errors import InvalidCursor, SourceError
+from calsync.source.port import CalendarSource
+from calsync.store import appointments, sync_state
+from calsync.store import settings as settings_store
+from calsync.store.db import transaction
+from calsync.sync.batch import items_to_fetch, plan_batch
+from calsync.sync.model import Window
+
+LEASE_TTL_SECONDS = 300.0
+
+
+class BatchFailed(Exception):
+    """The source failed after this batch took the lease; carries the token to retry with."""
+
+    def __init__(self, error: SourceError, operator_id: int, token: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.operator_id = operator_id
+        self.token = token
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    operator_id: int
+    token: int | None  # the token to hand to the next batch; None when nothing more to do
+    more: bool
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    resync_started: bool = False
+    skipped_reason: str | None = None
+
+
+def window_for(settings: SyncSettings, now: dt.datetime) -> Window:
+    return Window(
+        now=now,
+        past_days=settings.past_window_days,
+        future_days=settings.future_horizon_days,
+        private_details=settings.sync_private_details,
+    )
+
+
+def run_batch(
+    source: CalendarSource,
+    operator_id: int,
+    token: int | None,
+    owner: str,
+    now: dt.datetime | None = None,
+) -> BatchOutcome:
+    with transaction() as conn:
+        state = sync_state.take_lease(conn, operator_id, token, owner, LEASE_TTL_SECONDS)
+        if state is None:
+            return BatchOutcome(operator_id, None, more=False, skipped_reason="not leased to this batch")
+        settings = settings_store.load(conn)
+        sync_state.ensure_run(conn, state)
+    token = state.lease_token
+    window = window_for(settings, now or dt.datetime.now(dt.UTC))
+
+    try:
+        page = source.sync_page(state.email, state.cursor, settings.batch_size)
+        ids = [c.item_id for c in page.changes]
+        with transaction() as conn:
+            known = appointments.known_change_keys(conn, operator_id, ids)
+        wanted = items_to_fetch(page.changes, known, window)
+        fetched = {a.item_id: a for a in source.get_items(state.email, wanted)}
+    except InvalidCursor:
+        with transaction() as conn:
+            sync_state.lock_fenced(conn, operator_id, token)
+            sync_state.restart_full_sync(conn, operator_id)
+        return BatchOutcome(operator_id, token, more=True, resync_started=True)
+    except SourceError as exc:
+        raise BatchFailed(exc, operator_id, token) from exc
+
+    full_sync = state.stage in ("initial", "resync")
+    with transaction() as conn:
+        sync_state.lock_fenced(conn, operator_id, token)
+        run_id = sync_state.ensure_run(conn, state)
+        # Re-read under the row lock: exact even if this batch already ran once and committed.
+        known = appointments.known_change_keys(conn, operator_id, ids)
+        plan = plan_batch(page.changes, fetched, known, window)
+        counts = appointments.apply_plan(conn, operator_id, plan)
+        if full_sync:
+            appointments.mark_seen(conn, operator_id, state.generation, plan.seen)
+        sync_state.record_batch(
+            conn,
+            operator_id,
+            run_id,
+            page.sync_state,
+            counts.created,
+            counts.updated,
+            counts.deleted,
+            plan.unchanged,
+        )
+        deleted = counts.deleted
+        if page.includes_last:
+            if full_sync:
+                deleted += appointments.sweep_unseen(conn, operator_id, state.generation)
+            sync_state.finish_success(conn, operator_id, run_id, settings.poll_interval_minutes)
+    return BatchOutcome(
+        operator_id,
+        token if not page.includes_last else None,
+        more=not page.includes_last,
+        created=counts.created,
+        updated=counts.updated,
+        deleted=deleted,
+        unchanged=plan.unchanged,
+    )

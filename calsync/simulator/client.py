@@ -1,0 +1,117 @@
+"""SimulatorClient: the JSON admin API over HTTP, for tests and benchmarks in other processes."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from calsync.simulator.core import DEFAULT_ACCOUNT
+from calsync.simulator.server import EWS_PATH
+
+
+class SimulatorClientError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="@")
+
+
+class SimulatorClient:
+    def __init__(self, base_url: str, user: str = DEFAULT_ACCOUNT[0], password: str = DEFAULT_ACCOUNT[1]) -> None:
+        self.base_url = base_url.rstrip("/")
+        if self.base_url.endswith("/admin"):
+            self.base_url = self.base_url[: -len("/admin")]
+        self.user = user
+        self.password = password
+        self._session = requests.Session()
+
+    @property
+    def ews_url(self) -> str:
+        return self.base_url + EWS_PATH
+
+    @property
+    def admin_url(self) -> str:
+        return self.base_url + "/admin"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None) -> Any:
+        response = self._session.request(method, self.admin_url + path, json=json, params=params, timeout=60)
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            raise SimulatorClientError(response.status_code, message)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # mailboxes
+    def list_mailboxes(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/mailboxes")  # type: ignore[no-any-return]
+
+    def add_mailbox(self, email: str, impersonation_denied: bool = False) -> dict[str, Any]:
+        return self._call("POST", "/mailboxes", {"email": email, "impersonation_denied": impersonation_denied})  # type: ignore[no-any-return]
+
+    def delete_mailbox(self, email: str) -> None:
+        self._call("DELETE", f"/mailboxes/{_q(email)}")
+
+    def reset_sync_states(self, email: str) -> None:
+        self._call("POST", f"/mailboxes/{_q(email)}/reset-sync-states")
+
+    # items
+    def list_items(self, email: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/mailboxes/{_q(email)}/items")  # type: ignore[no-any-return]
+
+    def get_item(self, email: str, item_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/mailboxes/{_q(email)}/items/{_q(item_id)}")  # type: ignore[no-any-return]
+
+    def create_item(self, email: str, data: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/mailboxes/{_q(email)}/items", data)  # type: ignore[no-any-return]
+
+    def update_item(self, email: str, item_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"/mailboxes/{_q(email)}/items/{_q(item_id)}", data)  # type: ignore[no-any-return]
+
+    def delete_item(self, email: str, item_id: str) -> None:
+        self._call("DELETE", f"/mailboxes/{_q(email)}/items/{_q(item_id)}")
+
+    def cancel_item(self, email: str, item_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/mailboxes/{_q(email)}/items/{_q(item_id)}/cancel")  # type: ignore[no-any-return]
+
+    def update_occurrence(self, email: str, item_id: str, original_start: str, data: dict[str, Any]) -> dict[str, Any]:
+        path = f"/mailboxes/{_q(email)}/items/{_q(item_id)}/occurrences/{_q(original_start)}"
+        return self._call("PATCH", path, data)  # type: ignore[no-any-return]
+
+    def delete_occurrence(self, email: str, item_id: str, original_start: str) -> dict[str, Any]:
+        path = f"/mailboxes/{_q(email)}/items/{_q(item_id)}/occurrences/{_q(original_start)}"
+        return self._call("DELETE", path)  # type: ignore[no-any-return]
+
+    def view(self, email: str, start: str, end: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/mailboxes/{_q(email)}/view", params={"start": start, "end": end})  # type: ignore[no-any-return]
+
+    # faults and stats
+    def add_fault(self, **fault: Any) -> dict[str, Any]:
+        return self._call("POST", "/faults", fault)  # type: ignore[no-any-return]
+
+    def list_faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/faults")  # type: ignore[no-any-return]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def delete_fault(self, fault_id: int) -> None:
+        self._call("DELETE", f"/faults/{fault_id}")
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/stats")  # type: ignore[no-any-return]
+
+    def reset_stats(self) -> None:
+        self._call("POST", "/stats/reset")

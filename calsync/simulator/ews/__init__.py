@@ -1,0 +1,1 @@
+"""The EWS endpoint: SOAP parsing and rendering, and one module per operation."""

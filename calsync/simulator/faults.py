@@ -1,0 +1,164 @@
+"""Faults injected on demand, so calsync's error handling is tested against what Exchange really does.
+
+A fault applies to all mailboxes or one (``mailbox``), to every operation or one (``operation``),
+either at a ``rate`` (0..1, drawn from a seeded RNG so runs repeat) or for the next ``count``
+matching requests, or always when neither is given. The two concurrency limits are not drawn:
+they refuse requests over ``limit`` concurrent ones, as Exchange's throttling budgets do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from calsync.simulator.model import ValidationError
+
+KINDS = (
+    "latency",
+    "server_busy_fault",
+    "server_busy_message",
+    "http_503",
+    "http_429",
+    "concurrent_sync_limit",
+    "account_concurrency_limit",
+    "invalid_sync_state",
+    "truncated_body",
+    "malformed_body",
+    "connection_reset",
+)
+LIMIT_KINDS = ("concurrent_sync_limit", "account_concurrency_limit")
+OPERATIONS = ("GetFolder", "SyncFolderItems", "GetItem", "FindItem", "Subscribe", "Unsubscribe")
+
+
+@dataclass(slots=True)
+class Fault:
+    id: int
+    kind: str
+    mailbox: str | None = None
+    operation: str | None = None
+    account: str | None = None
+    rate: float | None = None
+    count: int | None = None
+    latency_ms: int = 0
+    jitter_ms: int = 0
+    back_off_ms: int = 30000
+    retry_after: int = 5
+    limit: int = 5
+    injected: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def matches(self, mailbox: str | None, operation: str, account: str | None) -> bool:
+        if self.mailbox is not None and (mailbox is None or mailbox.lower() != self.mailbox.lower()):
+            return False
+        if self.account is not None and account != self.account:
+            return False
+        if self.operation is not None:
+            return operation == self.operation
+        if self.kind in ("invalid_sync_state", "concurrent_sync_limit"):
+            return operation == "SyncFolderItems"
+        return True
+
+
+def _number(data: dict[str, Any], key: str, kind: type, low: float, high: float | None = None) -> Any:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
+        raise ValidationError(f"{key} must be a number")
+    if value < low or (high is not None and value > high):
+        raise ValidationError(f"{key} out of range")
+    return kind(value)
+
+
+class FaultInjector:
+    def __init__(self, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[int, Fault] = {}
+        self._ids = itertools.count(1)
+        self._rng = random.Random(seed)
+
+    def add(self, data: Any) -> Fault:
+        if not isinstance(data, dict):
+            raise ValidationError("expected a JSON object")
+        known = {f for f in Fault.__dataclass_fields__ if f not in ("id", "injected")}
+        unknown = set(data) - known
+        if unknown:
+            raise ValidationError(f"unknown fault fields: {sorted(unknown)}")
+        kind = data.get("kind")
+        if kind not in KINDS:
+            raise ValidationError(f"kind must be one of {KINDS}")
+        operation = data.get("operation")
+        if operation is not None and operation not in OPERATIONS:
+            raise ValidationError(f"operation must be one of {OPERATIONS}")
+        for key in ("mailbox", "account"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ValidationError(f"{key} must be a string")
+        options = {
+            "rate": _number(data, "rate", float, 0, 1),
+            "count": _number(data, "count", int, 0),
+        }
+        defaults = Fault(id=0, kind=kind)
+        for key in ("latency_ms", "jitter_ms", "back_off_ms", "retry_after", "limit"):
+            value = _number(data, key, int, 0)
+            options[key] = getattr(defaults, key) if value is None else value
+        with self._lock:
+            fault = Fault(
+                id=next(self._ids),
+                kind=kind,
+                mailbox=data.get("mailbox"),
+                operation=operation,
+                account=data.get("account"),
+                **options,
+            )
+            self._faults[fault.id] = fault
+        return fault
+
+    def list(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults.values())
+
+    def remove(self, fault_id: int) -> bool:
+        with self._lock:
+            return self._faults.pop(fault_id, None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._faults)
+
+    def draw(self, mailbox: str | None, operation: str, account: str | None) -> list[Fault]:
+        """The faults that fire for this request (each counted as injected by the caller's use)."""
+        if not self._faults:
+            return []
+        fired: list[Fault] = []
+        with self._lock:
+            for fault in list(self._faults.values()):
+                if fault.kind in LIMIT_KINDS or not fault.matches(mailbox, operation, account):
+                    continue
+                if fault.count is not None:
+                    if fault.count <= 0:
+                        continue
+                    fault.count -= 1
+                elif fault.rate is not None and self._rng.random() >= fault.rate:
+                    continue
+                fired.append(fault)
+        return fired
+
+    def limits(self, kind: str, mailbox: str | None, operation: str, account: str | None) -> list[Fault]:
+        if not self._faults:
+            return []
+        with self._lock:
+            return [
+                f for f in self._faults.values() if f.kind == kind and f.matches(mailbox, operation, account)
+            ]
+
+    def mark(self, fault: Fault) -> None:
+        with self._lock:
+            fault.injected += 1

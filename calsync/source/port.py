@@ -1,0 +1,23 @@
+"""The port every calendar source implements (EWS today, Microsoft Graph later).
+
+The sync engine only speaks these terms: one page of changes at a time from an opaque
+cursor, and a fetch of full items by id. Errors are the source's own, classified by
+calsync.source.errors so the tasks can decide between retry, resync, fail and pause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from calsync.sync.model import Appointment, SyncPage
+
+
+class CalendarSource(Protocol):
+    def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
+        """The next page of changes after `cursor` (None: start from scratch)."""
+        ...
+
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+        """Full items for the ids; ids that no longer exist are left out."""
+        ...

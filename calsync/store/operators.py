@@ -1,0 +1,346 @@
+"""Operators and the sync_state side effects of switching their Calendar Sync flag.
+
+The flag lives on `operators`, but what workers act on is `sync_state`: a disabled operator
+must stop being polled at once (status 'disabled', not in flight, lease cleared so a batch
+task still running fails its fencing check instead of writing after the disable), and a
+re-enabled one must become due again. Every function here runs on the caller's connection
+and does not commit, so the CLI keeps one command = one transaction.
+
+Re-enabling: an operator that never completed a sync, or whose sync state was purged,
+goes to 'not_synced' (a first full sync follows); one that has a usable EWS sync state goes
+to 'active' and resumes incrementally. Only 'disabled' rows are touched: an operator
+enabled while failing or retrying keeps that status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from calsync.operators.csv_import import OperatorRow
+
+STATUSES: tuple[str, ...] = ("not_synced", "initial_sync", "active", "retrying", "failed", "disabled")
+
+# Serialises bulk imports: two large imports touching the same rows in different orders
+# would otherwise deadlock. Arbitrary constant, unique to this purpose.
+_IMPORT_LOCK_KEY = 0x0CA15_0001
+
+
+class OperatorError(Exception):
+    """A request about operators that cannot be done; str() is the one line to show."""
+
+
+class OperatorExists(OperatorError):
+    def __init__(self, email: str, existing: str) -> None:
+        self.email, self.existing = email, existing
+        same = "" if existing == email else f" as {existing} (addresses are case-insensitive)"
+        super().__init__(f"an operator with email {email} already exists{same}")
+
+
+class OperatorNotFound(OperatorError):
+    def __init__(self, emails: Sequence[str]) -> None:
+        self.emails = list(emails)
+        super().__init__("no operator with email " + ", ".join(emails) + "; see `calsync operators list`")
+
+
+@dataclass(frozen=True)
+class Operator:
+    id: int
+    email: str
+    display_name: str
+    calendar_sync: bool
+    status: str
+    last_success_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.display_name,
+            "calendar_sync": self.calendar_sync,
+            "status": self.status,
+            "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """What an import does to one row, for --dry-run."""
+
+    line: int
+    email: str
+    action: str  # new | updated | unchanged
+    name: str
+    calendar_sync: bool
+    old_name: str | None = None
+    old_calendar_sync: bool | None = None
+
+
+@dataclass
+class ImportResult:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    disabled: int = 0  # sync_state rows switched to 'disabled'
+    enabled: int = 0  # sync_state rows switched from 'disabled' to due
+    changes: list[PlannedChange] = field(default_factory=list)  # dry run only
+
+
+_SELECT = """
+    SELECT o.id, o.email, o.display_name, o.calendar_sync, s.status, s.last_success_at,
+           o.created_at, o.updated_at
+    FROM operators o JOIN sync_state s ON s.operator_id = o.id
+"""
+
+
+def _operator(row: Any) -> Operator:
+    return Operator(**{k: row[k] for k in Operator.__dataclass_fields__})
+
+
+def get(conn: psycopg.Connection[Any], email: str) -> Operator | None:
+    row = conn.execute(_SELECT + " WHERE lower(o.email) = lower(%s)", (email,)).fetchone()
+    return _operator(row) if row else None
+
+
+def list_operators(conn: psycopg.Connection[Any], status: str | None = None) -> list[Operator]:
+    query = _SELECT + (" WHERE s.status = %s" if status else "") + " ORDER BY lower(o.email)"
+    return [_operator(r) for r in conn.execute(query, (status,) if status else ())]
+
+
+def resolve(conn: psycopg.Connection[Any], emails: Iterable[str]) -> list[int]:
+    """Operator ids for the emails, in order; all-or-nothing so a typo changes nobody."""
+    wanted = list(dict.fromkeys(e.strip() for e in emails))
+    rows = conn.execute(
+        "SELECT id, lower(email) AS key FROM operators WHERE lower(email) = ANY(%s)",
+        ([e.lower() for e in wanted],),
+    ).fetchall()
+    ids = {r["key"]: r["id"] for r in rows}
+    missing = [e for e in wanted if e.lower() not in ids]
+    if missing:
+        raise OperatorNotFound(missing)
+    return list(dict.fromkeys(ids[e.lower()] for e in wanted))
+
+
+def add(conn: psycopg.Connection[Any], email: str, name: str, calendar_sync: bool) -> Operator:
+    """Create an operator; the insert trigger creates its sync_state (due when enabled)."""
+    row = conn.execute(
+        "INSERT INTO operators (email, display_name, calendar_sync) VALUES (%s, %s, %s) "
+        "ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
+        (email, name, calendar_sync),
+    ).fetchone()
+    if row is None:
+        existing = get(conn, email)
+        raise OperatorExists(email, existing.email if existing else email)
+    created = get(conn, email)
+    assert created is not None
+    return created
+
+
+def update(
+    conn: psycopg.Connection[Any], email: str, name: str | None = None, new_email: str | None = None
+) -> Operator:
+    """Rename an operator or change its address.
+
+    A different address is a different mailbox, so its EWS sync state is worthless: the
+    operator gets a full resync (stage 'resync', which removes at its end every mirror row
+    the new mailbox does not have). Changing only the case of the address changes nothing
+    for Exchange and keeps the sync state.
+    """
+    [operator_id] = resolve(conn, [email])
+    current = conn.execute(
+        "SELECT email, display_name FROM operators WHERE id = %s FOR UPDATE", (operator_id,)
+    ).fetchone()
+    assert current is not None
+    mailbox_changed = new_email is not None and new_email.lower() != current["email"].lower()
+    if new_email is not None and mailbox_changed:
+        other = get(conn, new_email)
+        if other is not None:
+            raise OperatorExists(new_email, other.email)
+    target_email = new_email if new_email is not None else current["email"]
+    target_name = name if name is not None else current["display_name"]
+    if (target_email, target_name) != (current["email"], current["display_name"]):
+        try:
+            conn.execute(
+                "UPDATE operators SET email = %s, display_name = %s, updated_at = now() WHERE id = %s",
+                (target_email, target_name, operator_id),
+            )
+        except psycopg.errors.UniqueViolation as exc:  # added by someone else meanwhile
+            raise OperatorExists(target_email, target_email) from exc
+    if mailbox_changed:
+        conn.execute(
+            """
+            UPDATE sync_state s SET
+                ews_sync_state = NULL,
+                stage = CASE WHEN EXISTS (SELECT 1 FROM appointments a WHERE a.operator_id = s.operator_id)
+                             THEN 'resync' ELSE 'initial' END,
+                generation = generation + 1,
+                status = CASE WHEN s.status = 'disabled' THEN 'disabled' ELSE 'not_synced' END,
+                in_flight = false, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                attempts = 0, failing_since = NULL, next_poll_at = now(), updated_at = now()
+            WHERE s.operator_id = %s
+            """,
+            (operator_id,),
+        )
+    updated = get(conn, target_email)
+    assert updated is not None
+    return updated
+
+
+def set_calendar_sync(conn: psycopg.Connection[Any], ids: Sequence[int], enabled: bool) -> int:
+    """Switch the flag for these operators; returns how many operators actually changed."""
+    _lock_states(conn, ids)
+    changed = conn.execute(
+        "UPDATE operators SET calendar_sync = %s, updated_at = now() WHERE id = ANY(%s) AND calendar_sync <> %s",
+        (enabled, list(ids), enabled),
+    ).rowcount
+    _reconcile(conn, sql.SQL("s.operator_id = ANY({})").format(sql.Literal(list(ids))))
+    return changed
+
+
+def purge(conn: psycopg.Connection[Any], ids: Sequence[int]) -> int:
+    """Drop the mirror of these operators and restart their sync from scratch; returns rows deleted.
+
+    Attendees go with their appointments (ON DELETE CASCADE). The generation is bumped so
+    resync_seen rows of an interrupted full sync cannot count for the next one.
+    """
+    _lock_states(conn, ids)
+    deleted = conn.execute("DELETE FROM appointments WHERE operator_id = ANY(%s)", (list(ids),)).rowcount
+    conn.execute("DELETE FROM resync_seen WHERE operator_id = ANY(%s)", (list(ids),))
+    conn.execute(
+        "UPDATE sync_state SET ews_sync_state = NULL, stage = 'initial', generation = generation + 1, "
+        "updated_at = now() WHERE operator_id = ANY(%s)",
+        (list(ids),),
+    )
+    return deleted
+
+
+def _lock_states(conn: psycopg.Connection[Any], ids: Sequence[int]) -> None:
+    """Wait for a batch transaction in progress on these operators, in id order (no deadlock)."""
+    conn.execute(
+        "SELECT operator_id FROM sync_state WHERE operator_id = ANY(%s) ORDER BY operator_id FOR UPDATE",
+        (list(ids),),
+    )
+
+
+def _reconcile(conn: psycopg.Connection[Any], where: sql.Composable) -> tuple[int, int]:
+    """Bring sync_state in line with operators.calendar_sync; returns (disabled, enabled).
+
+    Idempotent: rows already consistent are not touched, so importing a file again or
+    disabling twice writes nothing.
+    """
+    disabled = conn.execute(
+        sql.SQL(
+            """
+            UPDATE sync_state s SET status = 'disabled', in_flight = false, lease_token = NULL,
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            FROM operators o
+            WHERE o.id = s.operator_id AND NOT o.calendar_sync
+              AND (s.status <> 'disabled' OR s.in_flight) AND {}
+            """
+        ).format(where)
+    ).rowcount
+    enabled = conn.execute(
+        sql.SQL(
+            """
+            UPDATE sync_state s SET
+                   status = CASE WHEN s.last_success_at IS NULL OR s.ews_sync_state IS NULL
+                                 THEN 'not_synced' ELSE 'active' END,
+                   attempts = 0, failing_since = NULL, next_poll_at = now(), updated_at = now()
+            FROM operators o
+            WHERE o.id = s.operator_id AND o.calendar_sync AND s.status = 'disabled' AND {}
+            """
+        ).format(where)
+    ).rowcount
+    return disabled, enabled
+
+
+_IMPORTED = sql.SQL(
+    "s.operator_id IN (SELECT o2.id FROM operators o2 JOIN operator_import i ON lower(o2.email) = lower(i.email))"
+)
+
+
+def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_run: bool = False) -> ImportResult:
+    """Upsert checked rows in one statement; with dry_run nothing is written.
+
+    COPY into a temporary table and one INSERT ... ON CONFLICT keep 100,000 rows to
+    seconds; the WHERE on the conflict branch leaves unchanged operators (and their
+    updated_at) alone, which makes importing the same file twice a no-op.
+    """
+    conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(_IMPORT_LOCK_KEY)))
+    conn.execute(
+        "CREATE TEMP TABLE operator_import (line integer NOT NULL, email text NOT NULL, "
+        "display_name text NOT NULL, calendar_sync boolean NOT NULL) ON COMMIT DROP"
+    )
+    with conn.cursor().copy("COPY operator_import (line, email, display_name, calendar_sync) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row((r.line, r.email, r.name, r.calendar_sync))
+    conn.execute("ANALYZE operator_import")
+    if dry_run:
+        return _plan(conn)
+    counts = conn.execute(
+        """
+        WITH up AS (
+            INSERT INTO operators (email, display_name, calendar_sync)
+            SELECT email, display_name, calendar_sync FROM operator_import ORDER BY line
+            ON CONFLICT ((lower(email))) DO UPDATE SET
+                display_name = CASE WHEN EXCLUDED.display_name = '' THEN operators.display_name
+                                    ELSE EXCLUDED.display_name END,
+                calendar_sync = EXCLUDED.calendar_sync,
+                updated_at = now()
+            WHERE operators.calendar_sync <> EXCLUDED.calendar_sync
+               OR (EXCLUDED.display_name <> '' AND operators.display_name <> EXCLUDED.display_name)
+            RETURNING (xmax = 0) AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted) AS new, count(*) FILTER (WHERE NOT inserted) AS updated
+        FROM up
+        """
+    ).fetchone()
+    assert counts is not None
+    disabled, enabled = _reconcile(conn, _IMPORTED)
+    return ImportResult(
+        new=counts["new"],
+        updated=counts["updated"],
+        unchanged=len(rows) - counts["new"] - counts["updated"],
+        disabled=disabled,
+        enabled=enabled,
+    )
+
+
+def _plan(conn: psycopg.Connection[Any]) -> ImportResult:
+    result = ImportResult()
+    for r in conn.execute(
+        """
+        SELECT i.line, i.email, i.display_name, i.calendar_sync, o.id,
+               o.display_name AS old_name, o.calendar_sync AS old_sync
+        FROM operator_import i LEFT JOIN operators o ON lower(o.email) = lower(i.email)
+        ORDER BY i.line
+        """
+    ):
+        if r["id"] is None:
+            action = "new"
+        elif r["old_sync"] != r["calendar_sync"] or r["display_name"] not in ("", r["old_name"]):
+            action = "updated"
+        else:
+            action = "unchanged"
+        setattr(result, action, getattr(result, action) + 1)
+        result.changes.append(
+            PlannedChange(
+                line=r["line"],
+                email=r["email"],
+                action=action,
+                name=r["display_name"] or (r["old_name"] or ""),
+                calendar_sync=r["calendar_sync"],
+                old_name=r["old_name"],
+                old_calendar_sync=r["old_sync"],
+            )
+        )
+    return result

@@ -1,0 +1,96 @@
+"""What one SyncFolderItems page does to the mirror: pure functions, no I/O.
+
+A batch runs in two steps because the page itself carries only ids and change keys:
+`items_to_fetch` picks the items worth a GetItem (new change key, inside the window), then
+`plan_batch` turns the page plus the fetched items into writes. Both are deterministic in
+their inputs, which is what makes a batch safe to run twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from calsync.sync.model import Appointment, BatchPlan, ChangeKind, ChangeRef, Window
+from calsync.sync.privacy import withhold_private_details
+
+
+def _outside_past_window(ref: ChangeRef, window: Window) -> bool:
+    """True when the page alone shows the item ended before the past window.
+
+    A recurring master's End is that of its first occurrence, so it says nothing about later
+    occurrences: those are always fetched.
+    """
+    return bool(ref.end is not None and ref.is_recurring is False and ref.end < window.past_cutoff)
+
+
+def items_to_fetch(changes: Sequence[ChangeRef], known: Mapping[str, str], window: Window) -> list[str]:
+    """Ids that need a GetItem: changed since the mirror's copy, and wanted by the window.
+
+    An item already in the mirror is always followed (it may have moved out of the window and
+    back); an unknown one is only fetched if it can be inside the window.
+    """
+    wanted: dict[str, None] = {}
+    deleted_later: set[str] = set()
+    for ref in reversed(changes):
+        if ref.kind is ChangeKind.DELETE:
+            deleted_later.add(ref.item_id)
+    for ref in changes:
+        if ref.kind is ChangeKind.DELETE or ref.item_id in deleted_later:
+            continue
+        if ref.change_key is not None and known.get(ref.item_id) == ref.change_key:
+            continue
+        if ref.item_id not in known and _outside_past_window(ref, window):
+            continue
+        wanted[ref.item_id] = None
+    return list(wanted)
+
+
+def keep(appt: Appointment, known: Mapping[str, str], window: Window) -> bool:
+    """The IsSkipAppointment rule applied to a fetched item."""
+    if appt.item_id in known:
+        return True
+    if appt.recurrence is not None:
+        return True  # the series stays while any occurrence may fall inside the window
+    return appt.end >= window.past_cutoff
+
+
+def plan_batch(
+    changes: Sequence[ChangeRef],
+    fetched: Mapping[str, Appointment],
+    known: Mapping[str, str],
+    window: Window,
+) -> BatchPlan:
+    """Turn a page and the items fetched for it into upserts and deletes.
+
+    The last change of an item in the page wins; a delete removes the row and, for a series,
+    its occurrences (the store does that by series id). An item whose change key equals the
+    mirror's is not written again. An item fetched but deleted before the fetch (GetItem found
+    nothing) is simply absent from `fetched`: the page's later Delete, or the next page's,
+    removes it.
+    """
+    plan = BatchPlan()
+    last: dict[str, ChangeRef] = {}
+    for ref in changes:
+        last.pop(ref.item_id, None)
+        last[ref.item_id] = ref
+    for item_id, ref in last.items():
+        if ref.kind is ChangeKind.DELETE:
+            if item_id in known:
+                plan.deletes.append(item_id)
+            continue
+        plan.seen.append(item_id)
+        if ref.change_key is not None and known.get(item_id) == ref.change_key:
+            plan.unchanged += 1
+            continue
+        appt = fetched.get(item_id)
+        if appt is None:
+            plan.skipped += 1
+            continue
+        if known.get(item_id) == appt.change_key:
+            plan.unchanged += 1
+            continue
+        if not keep(appt, known, window):
+            plan.skipped += 1
+            continue
+        plan.upserts.append(withhold_private_details(appt, window.private_details))
+    return plan

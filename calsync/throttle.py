@@ -1,0 +1,102 @@
+"""Fleet-wide limits on EWS traffic per service account, kept in Redis.
+
+Exchange budgets concurrency per service account (EWSMaxConcurrency), not per worker, so
+the cap must be shared by every process on every host: a Redis sorted set of current
+holders (scored by expiry, so a killed holder frees its slot by itself) acquired with one
+Lua script. A "not before" key carries a server's back-off request (ErrorServerBusy's
+BackOffMilliseconds, Retry-After) to every worker that uses the same account.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from calsync.source.errors import Disposition, SourceError
+
+_ACQUIRE = """
+local key, now, ttl, limit, holder = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if redis.call('ZCARD', key) < limit then
+  redis.call('ZADD', key, now + ttl, holder)
+  redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + 1000)
+  return 1
+end
+return 0
+"""
+
+
+class ThrottleBusy(SourceError):
+    """No slot became free in time; the task retries later instead of holding a worker slot.
+
+    Not a failure of the operator: it never starts a failure episode.
+    """
+
+    CODE = "LocalThrottle"
+
+    def __init__(self, wait_seconds: float) -> None:
+        super().__init__(
+            self.CODE,
+            Disposition.TRANSIENT,
+            f"fleet-wide EWS concurrency cap reached; retry in {wait_seconds:.1f}s",
+            retry_after=wait_seconds,
+        )
+
+
+class AccountThrottle:
+    def __init__(self, client: redis.Redis, account: str, limit: int, hold_seconds: float = 120.0) -> None:
+        self.client = client
+        self.account = account.lower()
+        self.limit = limit
+        self.hold_seconds = hold_seconds  # > any single EWS request (exchangelib's timeout)
+        self._sem_key = f"calsync:ews:sem:{self.account}"
+        self._nb_key = f"calsync:ews:notbefore:{self.account}"
+        self._acquire = client.register_script(_ACQUIRE)
+
+    def not_before(self) -> float:
+        raw = self.client.get(self._nb_key)
+        return float(raw) if raw else 0.0
+
+    def push_back(self, seconds: float) -> None:
+        """Nobody using this account calls Exchange for `seconds` (never shortens an existing wait)."""
+        until = time.time() + seconds
+        self.client.eval(
+            "local cur = tonumber(redis.call('GET', KEYS[1]) or '0') "
+            "if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end return 1",
+            1,
+            self._nb_key,
+            repr(until),
+            int(seconds * 1000) + 1000,
+        )
+
+    @contextmanager
+    def slot(self, max_wait: float = 10.0) -> Iterator[None]:
+        """Hold one of the account's slots for one EWS request."""
+        deadline = time.monotonic() + max_wait
+        holder = uuid.uuid4().hex
+        delay = 0.005
+        while True:
+            wait = self.not_before() - time.time()
+            if wait > 0:
+                if time.monotonic() + wait > deadline:
+                    raise ThrottleBusy(wait)
+                time.sleep(wait)
+                continue
+            if self._acquire(keys=[self._sem_key], args=[time.time(), self.hold_seconds, self.limit, holder]):
+                if self.not_before() <= time.time():
+                    break
+                # A back-off arrived while we queued for the slot: honour it too.
+                self.client.zrem(self._sem_key, holder)
+                continue
+            if time.monotonic() > deadline:
+                raise ThrottleBusy(1.0)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        try:
+            yield
+        finally:
+            self.client.zrem(self._sem_key, holder)

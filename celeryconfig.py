@@ -1,0 +1,75 @@
+"""Celery configuration for calsync; every value says why it is what it is.
+
+Read by calsync.celery (`app.config_from_object("celeryconfig")`). Connection URLs come
+from the environment (calsync.config), never from this file.
+"""
+
+from __future__ import annotations
+
+from kombu import Queue
+
+from calsync.config import env
+
+_env = env()
+
+broker_url = _env.broker
+result_backend = _env.result_backend
+
+# JSON only: task arguments are ids and tokens, readable in Flower, and no pickle means a
+# message from the broker cannot execute code.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# At-least-once: a task is acknowledged after it ran, and comes back when the worker process
+# running it is killed. Every task is idempotent (state in Postgres, fenced by lease tokens).
+task_acks_late = True
+task_reject_on_worker_lost = True
+# One message reserved per process: a slow mailbox never holds other operators' batches
+# hostage in a busy worker's prefetch buffer.
+worker_prefetch_multiplier = 1
+
+# Results are not used for control flow; keep them only briefly for Flower and `--wait`.
+task_ignore_result = True
+result_expires = 3600
+
+# A batch is one SyncFolderItems page plus one GetItem and one transaction: seconds. The soft
+# limit lets the task release its lease cleanly; the hard limit kills a stuck process.
+task_soft_time_limit = 120
+task_time_limit = 180
+
+# Redis redelivers a message not acknowledged within the visibility timeout. It must exceed
+# the longest task (180 s) and the longest countdown a retry uses (MAX_RETRY_COUNTDOWN in
+# calsync.tasks.base, 900 s), or Redis would hand the same message out again and again.
+broker_transport_options = {"visibility_timeout": 3600}
+result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+
+# Separate queues so that a flood of sync batches never delays the dispatcher tick or a
+# failure email; workers subscribe to the ones they serve (`-Q dispatch,sync,notify`).
+task_default_queue = "sync"
+task_queues = (Queue("dispatch"), Queue("sync"), Queue("notify"))
+task_routes = {
+    "calsync.dispatch": {"queue": "dispatch"},
+    "calsync.sync_batch": {"queue": "sync"},
+    "calsync.notify.*": {"queue": "notify"},
+}
+
+# Flower and `calsync status` read task events.
+worker_send_task_events = True
+task_send_sent_event = True
+
+# Reconnect forever after a broker restart instead of exiting.
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+
+# redbeat: the schedule lives in Redis; its lock makes exactly one beat the leader. The
+# leader extends the lock every loop (beat_max_loop_interval); a standby takes over once
+# the lock expires (redbeat_lock_timeout), so failover takes at most ~30 s.
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = _env.redbeat_url
+redbeat_key_prefix = "calsync:redbeat:"
+beat_max_loop_interval = 5
+redbeat_lock_timeout = 30
+beat_schedule = __import__("beat.schedule", fromlist=["beat_schedule"]).beat_schedule

@@ -1,0 +1,72 @@
+"""Fixtures: a generated simulator with schema validation on, served over HTTP, and exchangelib accounts
+configured exactly as calsync configures them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from exchangelib import BASIC, IMPERSONATION, UTC, Account, Build, Configuration, Credentials, FailFast, Version
+from exchangelib.protocol import BaseProtocol
+
+from calsync.simulator import Simulator, SimulatorServer, generate
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = Path(os.environ.get("CALSYNC_EWS_SCHEMA_DIR") or REPO.parent / "shared" / "ews-schema")
+SEED = 7
+MAILBOXES = 3
+APPOINTMENTS = 40
+
+BaseProtocol.RETRY_WAIT = 0.01  # fault tests must fail fast, never sleep
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ews_schema() -> Path:
+    if not (SCHEMA_DIR / "messages.xsd").is_file():
+        pytest.skip(f"EWS schema not found at {SCHEMA_DIR} (set CALSYNC_EWS_SCHEMA_DIR); simulator tests need it")
+    os.environ["CALSYNC_EWS_SCHEMA_DIR"] = str(SCHEMA_DIR)
+    return SCHEMA_DIR
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return generate(MAILBOXES, APPOINTMENTS, SEED, validate=True)
+
+
+@pytest.fixture
+def server(sim: Simulator) -> Iterator[SimulatorServer]:
+    with SimulatorServer(sim) as srv:
+        yield srv
+    stats = sim.get_stats()
+    assert stats["schema_violations"] == 0, stats["schema_errors"]
+
+
+def make_account(
+    srv: SimulatorServer | object,
+    email: str = "user0001@example.com",
+    *,
+    password: str | None = None,
+    max_connections: int = 1,
+    build: Build | None = None,
+) -> Account:
+    config = Configuration(
+        service_endpoint=srv.ews_url,  # type: ignore[attr-defined]
+        credentials=Credentials(srv.user, srv.password if password is None else password),  # type: ignore[attr-defined]
+        auth_type=BASIC,
+        version=Version(build=build or Build(15, 0, 1497, 2)),
+        retry_policy=FailFast(),
+        max_connections=max_connections,
+    )
+    return Account(
+        primary_smtp_address=email, config=config, autodiscover=False, access_type=IMPERSONATION, default_timezone=UTC
+    )
+
+
+@pytest.fixture
+def account(server: SimulatorServer) -> Callable[..., Account]:
+    def factory(email: str = "user0001@example.com", **kwargs: object) -> Account:
+        return make_account(server, email, **kwargs)  # type: ignore[arg-type]
+
+    return factory
