@@ -26,9 +26,7 @@ db: $(STAMP) ## create the database named by CALSYNC_DATABASE_URL and migrate it
 	$(BIN)/calsync db create
 	$(BIN)/calsync db upgrade
 
-demo: $(STAMP) ## run the main job end to end on the built-in Exchange simulator
-	$(BIN)/calsync db create
-	$(BIN)/calsync db upgrade
+demo: $(STAMP) ## run the main job end to end on the built-in Exchange simulator (own database calsync_demo)
 	$(BIN)/python -m calsync.demo
 
 test: $(STAMP) ## run the test suite against local Postgres and Redis
