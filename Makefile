@@ -30,6 +30,7 @@ demo: $(STAMP) ## run the main job end to end on the built-in Exchange simulator
 	$(BIN)/python -m calsync.demo
 
 test: $(STAMP) ## run the test suite against local Postgres and Redis
+	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } || echo "make test: docker-compose is missing and cannot be installed here; tests/compose will fail (apt-get install docker-compose)" >&2
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db create
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db upgrade
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
@@ -48,6 +49,7 @@ bench-quick: $(STAMP) ## the benchmarks at small sizes (under a minute)
 flower: $(STAMP) ## Flower on http://127.0.0.1:5555 (basic auth from CALSYNC_FLOWER_BASIC_AUTH, default admin:admin)
 	$(BIN)/celery -A calsync flower --address=127.0.0.1 --port=5555 --basic-auth=$${CALSYNC_FLOWER_BASIC_AUTH:-admin:admin}
 
+# More workers: docker compose -f docker/compose.yaml up -d --scale worker=4 (see docs/operations.md).
 up: ## the whole stack in Docker (needs a Docker engine)
 	docker compose -f docker/compose.yaml up -d --build
 

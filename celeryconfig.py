@@ -43,7 +43,8 @@ task_time_limit = 180
 # Redis redelivers a message not acknowledged within the visibility timeout. It must exceed
 # the longest task (180 s) and the longest countdown a retry uses (MAX_RETRY_COUNTDOWN in
 # calsync.tasks.base, 900 s), or Redis would hand the same message out again and again.
-broker_transport_options = {"visibility_timeout": 3600}
+# Default 3600 s (CALSYNC_VISIBILITY_TIMEOUT).
+broker_transport_options = {"visibility_timeout": _env.visibility_timeout}
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 
 # Separate queues so that a flood of sync batches never delays the dispatcher tick or a
@@ -53,12 +54,14 @@ task_queues = (Queue("dispatch"), Queue("sync"), Queue("notify"))
 task_routes = {
     "calsync.dispatch": {"queue": "dispatch"},
     "calsync.sync_batch": {"queue": "sync"},
+    "calsync.roll_horizon": {"queue": "dispatch"},
     "calsync.notify.*": {"queue": "notify"},
 }
 
-# Flower and `calsync status` read task events.
+# Flower and `calsync status` read task events from the workers. No "sent" events: they would
+# double the Redis traffic of every dispatcher tick (one event per enqueued batch).
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False
 
 # Reconnect forever after a broker restart instead of exiting.
 broker_connection_retry_on_startup = True
@@ -66,10 +69,11 @@ broker_connection_max_retries = None
 
 # redbeat: the schedule lives in Redis; its lock makes exactly one beat the leader. The
 # leader extends the lock every loop (beat_max_loop_interval); a standby takes over once
-# the lock expires (redbeat_lock_timeout), so failover takes at most ~30 s.
+# the lock expires (redbeat_lock_timeout), so failover takes at most ~30 s. The leader must
+# extend the lock well within the timeout: beat_max_loop_interval < redbeat_lock_timeout / 3.
 beat_scheduler = "redbeat.RedBeatScheduler"
 redbeat_redis_url = _env.redbeat_url
 redbeat_key_prefix = "calsync:redbeat:"
 beat_max_loop_interval = 5
-redbeat_lock_timeout = 30
+redbeat_lock_timeout = _env.redbeat_lock_timeout  # default 30 s (CALSYNC_REDBEAT_LOCK_TIMEOUT)
 beat_schedule = __import__("beat.schedule", fromlist=["beat_schedule"]).beat_schedule

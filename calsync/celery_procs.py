@@ -33,9 +33,17 @@ def start_worker(
 
 
 def start_beat(
-    env: Mapping[str, str], log_file: Path | None = None, loglevel: str = "WARNING"
+    env: Mapping[str, str], log_file: Path | None = None, loglevel: str = "WARNING", supervised: bool = False
 ) -> subprocess.Popen[bytes]:
-    return _spawn([CELERY, "-A", "calsync", "beat", "-l", loglevel], env, log_file)
+    """A beat process; `supervised` restarts it when it exits, as systemd or compose would.
+
+    redbeat makes a beat that loses Redis (and so cannot prove it holds the lock) exit on
+    purpose; a deployment runs beat under a supervisor that starts it again.
+    """
+    args = [CELERY, "-A", "calsync", "beat", "-l", loglevel]
+    if supervised:
+        args = ["bash", "-c", 'while true; do "$@"; echo "beat exited ($?); restarting"; sleep 1; done', "beat", *args]
+    return _spawn(args, env, log_file)
 
 
 def _spawn(args: list[str], env: Mapping[str, str], log_file: Path | None) -> subprocess.Popen[bytes]:

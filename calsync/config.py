@@ -43,6 +43,13 @@ class EnvConfig(BaseSettings):
     smtp_url: SecretStr | None = None
     smtp_from: str = "calsync@localhost"
 
+    # Timing of the machinery. Production keeps the defaults; tests shorten them so that a
+    # killed worker's lease or message comes back within seconds instead of minutes.
+    dispatch_tick_seconds: float = Field(default=10.0, gt=0, le=3600)
+    lease_seconds: float = Field(default=300.0, gt=0, le=86400)
+    visibility_timeout: int = Field(default=3600, ge=10, le=7 * 86400)
+    redbeat_lock_timeout: int = Field(default=30, ge=3, le=3600)
+
     @model_validator(mode="after")
     def _password_sources(self) -> EnvConfig:
         if self.ews_password is not None and self.ews_password_file is not None:

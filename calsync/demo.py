@@ -99,7 +99,7 @@ def main() -> int:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE appointment_attendees, appointments, resync_seen, sync_runs, sync_state, operators, "
-            "settings, dispatch_ticks RESTART IDENTITY CASCADE"
+            "settings, dispatch_ticks, failure_episodes, global_pause RESTART IDENTITY CASCADE"
         )
     _reset_redis(redis_url)
     logs = Path(tempfile.mkdtemp(prefix="calsync-demo-"))

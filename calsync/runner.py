@@ -8,19 +8,19 @@ one transaction, fenced by the lease token.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
+from calsync.config import env
 from calsync.settings import SyncSettings
 from calsync.source.errors import InvalidCursor, SourceError
 from calsync.source.port import CalendarSource
 from calsync.store import appointments, sync_state
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
-from calsync.sync.batch import items_to_fetch, plan_batch
+from calsync.sync.batch import exceptions_to_fetch, items_to_fetch, plan_batch
 from calsync.sync.model import Window
-
-LEASE_TTL_SECONDS = 300.0
 
 
 class BatchFailed(Exception):
@@ -44,6 +44,8 @@ class BatchOutcome:
     unchanged: int = 0
     resync_started: bool = False
     skipped_reason: str | None = None
+    occurrences_written: int = 0  # occurrence/exception rows, apart from Exchange items
+    occurrences_deleted: int = 0
 
 
 def window_for(settings: SyncSettings, now: dt.datetime) -> Window:
@@ -63,21 +65,27 @@ def run_batch(
     now: dt.datetime | None = None,
 ) -> BatchOutcome:
     with transaction() as conn:
-        state = sync_state.take_lease(conn, operator_id, token, owner, LEASE_TTL_SECONDS)
+        state = sync_state.take_lease(conn, operator_id, token, owner, env().lease_seconds)
         if state is None:
             return BatchOutcome(operator_id, None, more=False, skipped_reason="not leased to this batch")
         settings = settings_store.load(conn)
-        sync_state.ensure_run(conn, state)
+        # The run row is created once, by the first batch of a run, and reused below.
+        state = dataclasses.replace(state, run_id=sync_state.ensure_run(conn, state))
     token = state.lease_token
     window = window_for(settings, now or dt.datetime.now(dt.UTC))
 
     try:
         page = source.sync_page(state.email, state.cursor, settings.batch_size)
         ids = [c.item_id for c in page.changes]
-        with transaction() as conn:
-            known = appointments.known_change_keys(conn, operator_id, ids)
+        known: dict[str, str] = {}
+        if ids:
+            with transaction() as conn:
+                known = appointments.known_change_keys(conn, operator_id, ids)
         wanted = items_to_fetch(page.changes, known, window)
         fetched = {a.item_id: a for a in source.get_items(state.email, wanted)}
+        # Exceptions carry their own subject, location, times...: one more GetItem for the batch.
+        exception_ids = exceptions_to_fetch(fetched.values(), window)
+        exceptions = {a.item_id: a for a in source.get_items(state.email, exception_ids)} if exception_ids else {}
     except InvalidCursor:
         with transaction() as conn:
             sync_state.lock_fenced(conn, operator_id, token)
@@ -89,10 +97,11 @@ def run_batch(
     full_sync = state.stage in ("initial", "resync")
     with transaction() as conn:
         sync_state.lock_fenced(conn, operator_id, token)
-        run_id = sync_state.ensure_run(conn, state)
+        run_id = state.run_id
+        assert run_id is not None
         # Re-read under the row lock: exact even if this batch already ran once and committed.
         known = appointments.known_change_keys(conn, operator_id, ids)
-        plan = plan_batch(page.changes, fetched, known, window)
+        plan = plan_batch(page.changes, fetched, known, window, exceptions)
         counts = appointments.apply_plan(conn, operator_id, plan)
         if full_sync:
             appointments.mark_seen(conn, operator_id, state.generation, plan.seen)
@@ -119,4 +128,6 @@ def run_batch(
         updated=counts.updated,
         deleted=deleted,
         unchanged=plan.unchanged,
+        occurrences_written=counts.occurrences_written,
+        occurrences_deleted=counts.occurrences_deleted,
     )

@@ -21,7 +21,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CALSYNC = str(Path(sys.executable).parent / "calsync")
 
-TABLES = "appointment_attendees, appointments, resync_seen, sync_runs, sync_state, operators, settings, dispatch_ticks"
+TABLES = (
+    "appointment_attendees, appointments, resync_seen, sync_runs, sync_state, operators, settings, dispatch_ticks, "
+    "failure_episodes, global_pause"
+)
 
 
 @pytest.fixture(scope="session")

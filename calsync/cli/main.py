@@ -12,9 +12,12 @@ import sys
 import click
 
 from calsync.cli.db import db
+from calsync.cli.metrics import metrics
 from calsync.cli.operators import operators
 from calsync.cli.settings import settings
 from calsync.cli.simulator import simulator
+from calsync.cli.status import status
+from calsync.cli.sync import sync
 from calsync.config import ConfigError
 
 
@@ -41,3 +44,6 @@ cli.add_command(db)
 cli.add_command(simulator)
 cli.add_command(settings)
 cli.add_command(operators)
+cli.add_command(status)
+cli.add_command(sync)
+cli.add_command(metrics)

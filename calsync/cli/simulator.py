@@ -13,7 +13,7 @@ def simulator() -> None:
 
 
 def _serve_command() -> click.Command:
-    # Imported lazily so `calsync --help` does not pay for aiohttp and exchangelib.
+    # Built in a function so the options live in one place (calsync/simulator/options.py).
     from calsync.simulator.options import serve, serve_options
 
     @click.command("serve")

@@ -56,10 +56,10 @@ class SimulatorClient:
 
     # mailboxes
     def list_mailboxes(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/mailboxes")  # type: ignore[no-any-return]
+        return self._call("GET", "/mailboxes")
 
     def add_mailbox(self, email: str, impersonation_denied: bool = False) -> dict[str, Any]:
-        return self._call("POST", "/mailboxes", {"email": email, "impersonation_denied": impersonation_denied})  # type: ignore[no-any-return]
+        return self._call("POST", "/mailboxes", {"email": email, "impersonation_denied": impersonation_denied})
 
     def delete_mailbox(self, email: str) -> None:
         self._call("DELETE", f"/mailboxes/{_q(email)}")
@@ -69,40 +69,40 @@ class SimulatorClient:
 
     # items
     def list_items(self, email: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/mailboxes/{_q(email)}/items")  # type: ignore[no-any-return]
+        return self._call("GET", f"/mailboxes/{_q(email)}/items")
 
     def get_item(self, email: str, item_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/mailboxes/{_q(email)}/items/{_q(item_id)}")  # type: ignore[no-any-return]
+        return self._call("GET", f"/mailboxes/{_q(email)}/items/{_q(item_id)}")
 
     def create_item(self, email: str, data: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", f"/mailboxes/{_q(email)}/items", data)  # type: ignore[no-any-return]
+        return self._call("POST", f"/mailboxes/{_q(email)}/items", data)
 
     def update_item(self, email: str, item_id: str, data: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PATCH", f"/mailboxes/{_q(email)}/items/{_q(item_id)}", data)  # type: ignore[no-any-return]
+        return self._call("PATCH", f"/mailboxes/{_q(email)}/items/{_q(item_id)}", data)
 
     def delete_item(self, email: str, item_id: str) -> None:
         self._call("DELETE", f"/mailboxes/{_q(email)}/items/{_q(item_id)}")
 
     def cancel_item(self, email: str, item_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/mailboxes/{_q(email)}/items/{_q(item_id)}/cancel")  # type: ignore[no-any-return]
+        return self._call("POST", f"/mailboxes/{_q(email)}/items/{_q(item_id)}/cancel")
 
     def update_occurrence(self, email: str, item_id: str, original_start: str, data: dict[str, Any]) -> dict[str, Any]:
         path = f"/mailboxes/{_q(email)}/items/{_q(item_id)}/occurrences/{_q(original_start)}"
-        return self._call("PATCH", path, data)  # type: ignore[no-any-return]
+        return self._call("PATCH", path, data)
 
     def delete_occurrence(self, email: str, item_id: str, original_start: str) -> dict[str, Any]:
         path = f"/mailboxes/{_q(email)}/items/{_q(item_id)}/occurrences/{_q(original_start)}"
-        return self._call("DELETE", path)  # type: ignore[no-any-return]
+        return self._call("DELETE", path)
 
     def view(self, email: str, start: str, end: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/mailboxes/{_q(email)}/view", params={"start": start, "end": end})  # type: ignore[no-any-return]
+        return self._call("GET", f"/mailboxes/{_q(email)}/view", params={"start": start, "end": end})
 
     # faults and stats
     def add_fault(self, **fault: Any) -> dict[str, Any]:
-        return self._call("POST", "/faults", fault)  # type: ignore[no-any-return]
+        return self._call("POST", "/faults", fault)
 
     def list_faults(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/faults")  # type: ignore[no-any-return]
+        return self._call("GET", "/faults")
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
@@ -111,7 +111,7 @@ class SimulatorClient:
         self._call("DELETE", f"/faults/{fault_id}")
 
     def stats(self) -> dict[str, Any]:
-        return self._call("GET", "/stats")  # type: ignore[no-any-return]
+        return self._call("GET", "/stats")
 
     def reset_stats(self) -> None:
         self._call("POST", "/stats/reset")

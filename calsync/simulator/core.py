@@ -90,7 +90,11 @@ class Simulator:
             existing = self.mailboxes.get(email.lower())
             if existing is not None:
                 existing.impersonation_denied = impersonation_denied
-                return {"email": existing.email, "items": len(existing.items), "impersonation_denied": impersonation_denied}
+                return {
+                    "email": existing.email,
+                    "items": len(existing.items),
+                    "impersonation_denied": impersonation_denied,
+                }
             self._incarnations += 1
             number = len(self.mailboxes) + 1
             self.mailboxes[email.lower()] = Mailbox(email, number, self._incarnations, impersonation_denied)
@@ -145,7 +149,7 @@ class Simulator:
         with self.lock:
             mailbox = self.mailbox_object(email)
             item = self._item(mailbox, item_id)
-            snapshot = {name: getattr(item, name) for name in item.__slots__ if name != "cache"}  # type: ignore[attr-defined]
+            snapshot = {name: getattr(item, name) for name in item.__slots__ if name != "cache"}
             snapshot["modified_occurrences"] = dict(item.modified_occurrences)
             snapshot["deleted_occurrences"] = set(item.deleted_occurrences)
             try:
@@ -191,19 +195,13 @@ class Simulator:
             overrides = edit.occurrence_overrides(item, data)
             when = now()
             mod = item.modified_occurrences.get(original)
-            if mod is None:
-                occ_id = occurrence_id(item.id, original)
-                mod = ModifiedOccurrence(original, occ_id, mailbox.change_key(occ_id, 1), {}, when)
-                candidate = ModifiedOccurrence(original, occ_id, mod.change_key, dict(overrides), when)
-            else:
-                candidate = ModifiedOccurrence(
-                    original, mod.id, mod.change_key, {**mod.overrides, **overrides}, when
-                )
+            occ_id = mod.id if mod is not None else occurrence_id(item.id, original)
+            merged = {**mod.overrides, **overrides} if mod is not None else dict(overrides)
+            candidate = ModifiedOccurrence(original, occ_id, "", merged, when)
             start, end = item.occurrence_times(candidate)
             if end < start:
                 raise ValidationError("end must not be before start")
-            version = int(item.version) + 1
-            candidate.change_key = mailbox.change_key(candidate.id, version)
+            candidate.change_key = mailbox.change_key(candidate.id, item.version + 1)
             item.modified_occurrences[original] = candidate
             mailbox.touch(item)
             return item.occurrence_json(candidate)
@@ -245,7 +243,7 @@ class Simulator:
         return self.faults.add(data).to_json()
 
     def list_faults(self) -> list[dict[str, Any]]:
-        return [f.to_json() for f in self.faults.list()]
+        return [f.to_json() for f in self.faults.all()]
 
     def delete_fault(self, fault_id: int) -> None:
         if not self.faults.remove(fault_id):
@@ -256,7 +254,7 @@ class Simulator:
 
     def get_stats(self) -> dict[str, Any]:
         data = self.stats.snapshot()
-        data["faults"] = [f.to_json() for f in self.faults.list()]
+        data["faults"] = [f.to_json() for f in self.faults.all()]
         with self.lock:
             data["mailboxes"] = len(self.mailboxes)
         data["version"] = self.version.name

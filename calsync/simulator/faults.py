@@ -118,7 +118,7 @@ class FaultInjector:
             self._faults[fault.id] = fault
         return fault
 
-    def list(self) -> list[Fault]:
+    def all(self) -> list[Fault]:
         with self._lock:
             return list(self._faults.values())
 
@@ -155,9 +155,7 @@ class FaultInjector:
         if not self._faults:
             return []
         with self._lock:
-            return [
-                f for f in self._faults.values() if f.kind == kind and f.matches(mailbox, operation, account)
-            ]
+            return [f for f in self._faults.values() if f.kind == kind and f.matches(mailbox, operation, account)]
 
     def mark(self, fault: Fault) -> None:
         with self._lock:

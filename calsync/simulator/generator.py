@@ -124,8 +124,10 @@ class _Builder:
             organizer = Person(self.owner.email, self.owner.name)
         topic = rng.choice(_TOPICS)
         html = rng.random() < 0.7
-        body = f"<html><body><p>{topic} &amp; follow-ups #{rng.randint(1, 999)}</p></body></html>" if html else (
-            f"{topic}\nAgenda item {rng.randint(1, 99)}"
+        body = (
+            f"<html><body><p>{topic} &amp; follow-ups #{rng.randint(1, 999)}</p></body></html>"
+            if html
+            else (f"{topic}\nAgenda item {rng.randint(1, 99)}")
         )
         item = CalendarItem(
             id=item_id,
@@ -249,14 +251,18 @@ def generate(
     *,
     anchor: dt.date | None = None,
     into: Simulator | None = None,
+    first: int = 1,
     **simulator_options: Any,
 ) -> Simulator:
-    """Fill ``into`` (or a new Simulator) with ``mailboxes`` x ``appointments`` generated items."""
+    """Fill ``into`` (or a new Simulator) with ``mailboxes`` x ``appointments`` generated items.
+
+    Mailboxes are numbered from ``first``, so calendars of different sizes can share one simulator.
+    """
     from calsync.simulator.core import Simulator
 
     sim = into if into is not None else Simulator(**simulator_options)
     day = anchor or dt.datetime.now(UTC).date()
-    for number in range(1, mailboxes + 1):
+    for number in range(first, first + mailboxes):
         rng = random.Random(f"{seed}:{number}")
         mailbox = sim.add_mailbox(mailbox_email(number))
         builder = _Builder(rng, sim.mailbox_object(mailbox["email"]), day, mailboxes)

@@ -125,6 +125,7 @@ class Mailbox:
         more = False
         for seq, item_id in self.log.entries_after(cursor, self._current_seq):
             item = self.items.get(item_id)
+            change: tuple[str, Any]
             if item is not None:
                 change = (CREATE if item.created_seq > base else UPDATE, item)
             elif self.tombstones[item_id].created_seq <= cursor:

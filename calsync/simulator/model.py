@@ -236,6 +236,13 @@ class CalendarItem:
         end = mod.overrides.get("end", start + duration if "start" in mod.overrides else None)
         if end is None:
             end = mod.original_start + duration
+        if self.is_all_day and "end" not in mod.overrides:
+            # All-day occurrences span local midnights: as many local days as the master, not as
+            # many hours (the master's first day may be a 23- or 25-hour daylight-saving day).
+            tz = zone(self.timezone)
+            days = (self.end.astimezone(tz).date() - self.start.astimezone(tz).date()).days
+            last = start.astimezone(tz).date() + dt.timedelta(days=days)
+            end = dt.datetime.combine(last, dt.time(0, 0), tzinfo=tz).astimezone(UTC)
         return start, end
 
 

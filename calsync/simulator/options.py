@@ -34,7 +34,9 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--appointments", default=50, show_default=True, type=int, help="Per mailbox."),
         click.option("--seed", default=0, show_default=True, type=int),
         click.option("--latency-ms", default=0, show_default=True, type=int, help="Added to every EWS answer."),
-        click.option("--version", "version", default=DEFAULT_VERSION, show_default=True, type=click.Choice(sorted(VERSIONS))),
+        click.option(
+            "--version", "version", default=DEFAULT_VERSION, show_default=True, type=click.Choice(sorted(VERSIONS))
+        ),
         click.option(
             "--service-account",
             multiple=True,
@@ -43,6 +45,13 @@ def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help=f"Repeatable; default {DEFAULT_ACCOUNT[0]}:{DEFAULT_ACCOUNT[1]}.",
         ),
         click.option("--validate/--no-validate", default=None, help="Validate bodies against the EWS schema."),
+        click.option(
+            "--also",
+            "also",
+            multiple=True,
+            metavar="N:M",
+            help="Repeatable: N more mailboxes of M appointments each, numbered after the others.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -59,12 +68,21 @@ def serve(
     version: str,
     service_account: dict[str, str],
     validate: bool | None,
+    also: tuple[str, ...] = (),
 ) -> None:
     started = time.perf_counter()
     sim = Simulator(
         version=version, service_accounts=service_account, validate=validate, latency_ms=latency_ms, seed=seed
     )
     generate(mailboxes, appointments, seed, into=sim)
+    first = mailboxes + 1
+    for spec in also:
+        count, _, size = spec.partition(":")
+        if not (count.isdigit() and size.isdigit()):
+            raise click.BadParameter(f"--also {spec!r}: expected N:M, e.g. 1:50000")
+        generate(int(count), int(size), seed + first, into=sim, first=first)
+        first += int(count)
+        mailboxes += int(count)
     elapsed = time.perf_counter() - started
     asyncio.run(_serve(sim, host, port, mailboxes, appointments, elapsed))
 

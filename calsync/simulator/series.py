@@ -39,9 +39,7 @@ class Instance:
 
 def _expand(item: CalendarItem, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
     assert item.recurrence is not None
-    return expand_occurrences(
-        item.recurrence, item.start, item.end, item.timezone, start, end, all_day=item.is_all_day
-    )
+    return expand_occurrences(item.recurrence, item.start, item.end, item.timezone, start, end, all_day=item.is_all_day)
 
 
 def check_recurrence(item: CalendarItem) -> None:

@@ -97,7 +97,9 @@ class EwsEndpoint:
         is_sync = operation == "SyncFolderItems"
         _, concurrent_account, concurrent_syncs = sim.stats.enter(mailbox.email, account, is_sync)
         try:
-            return await self._serve(request, dispatch.Prepared(req, mailbox), account, concurrent_account, concurrent_syncs)
+            return await self._serve(
+                request, dispatch.Prepared(req, mailbox), account, concurrent_account, concurrent_syncs
+            )
         finally:
             sim.stats.leave(mailbox.email, account, is_sync)
 
@@ -119,7 +121,7 @@ class EwsEndpoint:
                         sim.fault_fired(limit)
                         return _xml(server_busy_fault(limit.back_off_ms), 500)
         fired = faults.draw(email, operation, account) if faults else []
-        delay = sim.latency_ms
+        delay: float = sim.latency_ms
         for fault in fired:
             if fault.kind == "latency":
                 sim.fault_fired(fault)
@@ -153,7 +155,9 @@ class EwsEndpoint:
         kind = fault.kind
         if kind == "connection_reset":
             payload = dispatch.run(sim, prepared)
-            response = web.StreamResponse(status=200, headers={"Content-Type": XML, "Content-Length": str(len(payload))})
+            response = web.StreamResponse(
+                status=200, headers={"Content-Type": XML, "Content-Length": str(len(payload))}
+            )
             await response.prepare(request)
             await response.write(payload[: len(payload) // 3])
             transport = request.transport

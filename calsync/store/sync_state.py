@@ -54,9 +54,11 @@ def take_lease(
     """
     if token is None:
         guard = "AND (NOT s.in_flight OR s.lease_expires_at IS NULL OR s.lease_expires_at < now())"
+        first = ", last_poll_at = now()"
         params: dict[str, Any] = {"op": operator_id}
     else:
         guard = "AND %(token)s IN (s.lease_token, s.prev_lease_token)"
+        first = ""
         params = {"op": operator_id, "token": token}
     params.update(owner=owner, ttl=dt.timedelta(seconds=ttl_seconds))
     row = conn.execute(
@@ -65,7 +67,7 @@ def take_lease(
            SET prev_lease_token = s.lease_token, lease_token = nextval('lease_token_seq'), lease_owner = %(owner)s,
                lease_expires_at = now() + %(ttl)s, in_flight = true, updated_at = now(),
                status = CASE WHEN s.stage = 'initial' AND s.status IN ('not_synced', 'disabled')
-                             THEN 'initial_sync' ELSE s.status END
+                             THEN 'initial_sync' ELSE s.status END{first}
           FROM operators o
          WHERE s.operator_id = %(op)s AND o.id = s.operator_id AND o.calendar_sync {guard}
         {_RETURNING}
@@ -131,9 +133,12 @@ def finish_success(conn: psycopg.Connection[Any], operator_id: int, run_id: int,
         """
         UPDATE sync_state SET stage = 'incremental', status = 'active', in_flight = false,
                lease_expires_at = NULL, lease_owner = NULL, current_run_id = NULL,
-               last_success_at = now(), last_poll_at = now(), attempts = 0, failing_since = NULL,
+               last_success_at = now(), attempts = 0, failing_since = NULL,
                last_error_code = NULL, last_error_message = NULL,
-               next_poll_at = now() + make_interval(secs => %(secs)s), updated_at = now()
+               -- The interval counts from when the poll was claimed, so a mailbox is polled
+               -- every interval, not every interval plus its own sync time.
+               next_poll_at = GREATEST(now(), COALESCE(last_poll_at, now()) + make_interval(secs => %(secs)s)),
+               updated_at = now()
          WHERE operator_id = %(op)s
         """,
         {"op": operator_id, "secs": poll_interval_minutes * 60.0},

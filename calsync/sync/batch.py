@@ -4,6 +4,10 @@ A batch runs in two steps because the page itself carries only ids and change ke
 `items_to_fetch` picks the items worth a GetItem (new change key, inside the window), then
 `plan_batch` turns the page plus the fetched items into writes. Both are deterministic in
 their inputs, which is what makes a batch safe to run twice.
+
+A series is written as its master row plus one row per occurrence in the window
+(calsync.sync.occurrences); the exceptions' own fields come from one more GetItem per batch
+(`exceptions_to_fetch`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from calsync.sync.model import Appointment, BatchPlan, ChangeKind, ChangeRef, Window
+from calsync.sync.occurrences import exceptions_to_fetch, expand_series, series_in_window
 from calsync.sync.privacy import withhold_private_details
+
+__all__ = ["exceptions_to_fetch", "items_to_fetch", "keep", "plan_batch"]
 
 
 def _outside_past_window(ref: ChangeRef, window: Window) -> bool:
@@ -49,9 +56,7 @@ def keep(appt: Appointment, known: Mapping[str, str], window: Window) -> bool:
     """The IsSkipAppointment rule applied to a fetched item."""
     if appt.item_id in known:
         return True
-    if appt.recurrence is not None:
-        return True  # the series stays while any occurrence may fall inside the window
-    return appt.end >= window.past_cutoff
+    return series_in_window(appt, window)
 
 
 def plan_batch(
@@ -59,6 +64,7 @@ def plan_batch(
     fetched: Mapping[str, Appointment],
     known: Mapping[str, str],
     window: Window,
+    exceptions: Mapping[str, Appointment] | None = None,
 ) -> BatchPlan:
     """Turn a page and the items fetched for it into upserts and deletes.
 
@@ -67,6 +73,9 @@ def plan_batch(
     mirror's is not written again. An item fetched but deleted before the fetch (GetItem found
     nothing) is simply absent from `fetched`: the page's later Delete, or the next page's,
     removes it.
+
+    Every upserted item comes with the complete set of its occurrence rows (none for a single),
+    so a changed pattern, end or "this and following" split leaves no stale occurrence behind.
     """
     plan = BatchPlan()
     last: dict[str, ChangeRef] = {}
@@ -93,4 +102,5 @@ def plan_batch(
             plan.skipped += 1
             continue
         plan.upserts.append(withhold_private_details(appt, window.private_details))
+        plan.occurrences[item_id] = expand_series(appt, exceptions or {}, window)
     return plan

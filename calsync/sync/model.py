@@ -35,6 +35,17 @@ class Attendee:
 
 
 @dataclass(frozen=True, slots=True)
+class ModifiedOccurrence:
+    """An exception as its master lists it (EWS ModifiedOccurrences): enough to place it in the
+    window and fetch its own fields by id."""
+
+    item_id: str
+    start: dt.datetime  # aware, UTC
+    end: dt.datetime  # aware, UTC
+    original_start: dt.datetime  # aware, UTC: which occurrence it replaces
+
+
+@dataclass(frozen=True, slots=True)
 class Appointment:
     """One row of the CRM calendar, as calsync wants it stored."""
 
@@ -65,6 +76,9 @@ class Appointment:
     exchange_created_at: dt.datetime | None = None
     exchange_modified_at: dt.datetime | None = None
     attendees: tuple[Attendee, ...] = ()
+    # Series masters only: the occurrences Exchange changed or removed (original starts, UTC).
+    modified_occurrences: tuple[ModifiedOccurrence, ...] = ()
+    deleted_occurrences: tuple[dt.datetime, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +127,9 @@ class BatchPlan:
 
     upserts: list[Appointment] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)  # item ids (singles or series masters)
+    # For every upserted single or series: the complete set of its occurrence/exception rows
+    # (empty for a single). The store deletes the item's other occurrence rows.
+    occurrences: dict[str, list[Appointment]] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)  # item ids Exchange still has (full syncs)
     unchanged: int = 0
     skipped: int = 0  # outside the window and not in the mirror

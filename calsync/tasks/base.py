@@ -50,6 +50,16 @@ def redis_client() -> redis.Redis:
         return client
 
 
+def broker_client() -> redis.Redis:
+    """A plain Redis client on the broker, for pipelined publishing (calsync.tasks.publish)."""
+    with _lock:
+        client = _state.get("broker")
+        if client is None or _state.get("broker_pid") != os.getpid():
+            client = redis.Redis.from_url(env().broker, socket_timeout=10, socket_connect_timeout=5)
+            _state["broker"], _state["broker_pid"] = client, os.getpid()
+        return client
+
+
 def current_settings() -> SyncSettings:
     """Settings from Postgres, cached a few seconds per process (they change rarely)."""
     now = time.monotonic()

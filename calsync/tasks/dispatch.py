@@ -7,15 +7,16 @@ import logging
 
 from beat.schedule import DISPATCH_TICK_SECONDS
 from calsync.celery import app
-from calsync.store import dispatch
+from calsync.config import env
+from calsync.store import dispatch, pause
 from calsync.store.db import transaction
-from calsync.tasks.base import CalsyncTask, current_settings
-from calsync.tasks.sync import sync_batch
+from calsync.tasks.base import CalsyncTask, broker_client, current_settings
+from calsync.tasks.publish import publish_first_batches
+from calsync.tasks.sync import sync_batch  # noqa: F401  (registers the task the chains run)
 
 log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 200_000
-ENQUEUE_CHUNK = 1000
 
 
 def slot_of(now: dt.datetime, tick_seconds: float = DISPATCH_TICK_SECONDS) -> dt.datetime:
@@ -25,11 +26,8 @@ def slot_of(now: dt.datetime, tick_seconds: float = DISPATCH_TICK_SECONDS) -> dt
 
 
 def enqueue_chains(claimed: list[tuple[int, int]]) -> None:
-    """Publish the first batch of each chain over one broker connection, in chunks."""
-    with app.producer_or_acquire() as producer:
-        for i in range(0, len(claimed), ENQUEUE_CHUNK):
-            for operator_id, token in claimed[i : i + ENQUEUE_CHUNK]:
-                sync_batch.apply_async((operator_id, token), producer=producer)
+    """Publish the first batch of each claimed operator's chain (see calsync.tasks.publish)."""
+    publish_first_batches(app, broker_client(), claimed)
 
 
 @app.task(bind=True, base=CalsyncTask, name="calsync.dispatch", acks_late=False)
@@ -42,10 +40,15 @@ def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, objec
     with transaction() as conn:
         if not dispatch.take_slot(conn, tick):
             return {"slot": tick.isoformat(), "duplicate": True}
+        if pause.active(conn):
+            # Exchange or the service account is broken for everyone: the paused batches
+            # probe it themselves (calsync.store.pause); claiming would only churn leases.
+            dispatch.record_tick(conn, tick, 0)
+            return {"slot": tick.isoformat(), "paused": True}
         claimed = dispatch.claim_due(
             conn,
             slack_seconds=min(30.0, interval * 0.1),
-            lease_seconds=max(600.0, interval * 2),
+            lease_seconds=env().lease_seconds,
             limit=CLAIM_LIMIT,
         )
         dispatch.record_tick(conn, tick, len(claimed))

@@ -49,16 +49,31 @@ def assert_item_matches(got: CalendarItem, want: dict[str, Any], *, full: bool =
         return
     assert str(got.body) == want["body"], where
     assert isinstance(got.body, HTMLBody) == (want["body_type"] == "HTML"), where
-    assert _people(got.required_attendees) == [(a["email"], a["name"], a["response"]) for a in want["required_attendees"]]
-    assert _people(got.optional_attendees) == [(a["email"], a["name"], a["response"]) for a in want["optional_attendees"]]
+    assert _people(got.required_attendees) == [
+        (a["email"], a["name"], a["response"]) for a in want["required_attendees"]
+    ]
+    assert _people(got.optional_attendees) == [
+        (a["email"], a["name"], a["response"]) for a in want["optional_attendees"]
+    ]
     assert_recurrence_matches(got, want)
 
 
 _INDEX = {"First": 1, "Second": 2, "Third": 3, "Fourth": 4, "Last": 5}
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January February March April May June July August September October November December".split()
-)
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 
 
 def assert_recurrence_matches(got: CalendarItem, want: dict[str, Any]) -> None:
@@ -83,9 +98,10 @@ def assert_recurrence_matches(got: CalendarItem, want: dict[str, Any]) -> None:
     if pattern["type"] in ("AbsoluteYearly", "RelativeYearly"):
         assert _MONTHS[p.month - 1] == pattern["month"], where
     b = got.recurrence.boundary
-    assert type(b).__name__ == {"NoEnd": "NoEndPattern", "EndDate": "EndDatePattern", "Numbered": "NumberedPattern"}[
-        rng["type"]
-    ], where
+    assert (
+        type(b).__name__
+        == {"NoEnd": "NoEndPattern", "EndDate": "EndDatePattern", "Numbered": "NumberedPattern"}[rng["type"]]
+    ), where
     assert b.start.isoformat() == rng["start_date"], where
     if rng["type"] == "EndDate":
         assert b.end.isoformat() == rng["end_date"], where

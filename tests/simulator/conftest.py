@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from exchangelib import BASIC, IMPERSONATION, UTC, Account, Build, Configuration, Credentials, FailFast, Version
@@ -44,7 +45,7 @@ def server(sim: Simulator) -> Iterator[SimulatorServer]:
 
 
 def make_account(
-    srv: SimulatorServer | object,
+    srv: Any,
     email: str = "user0001@example.com",
     *,
     password: str | None = None,
@@ -52,8 +53,8 @@ def make_account(
     build: Build | None = None,
 ) -> Account:
     config = Configuration(
-        service_endpoint=srv.ews_url,  # type: ignore[attr-defined]
-        credentials=Credentials(srv.user, srv.password if password is None else password),  # type: ignore[attr-defined]
+        service_endpoint=srv.ews_url,
+        credentials=Credentials(srv.user, srv.password if password is None else password),
         auth_type=BASIC,
         version=Version(build=build or Build(15, 0, 1497, 2)),
         retry_policy=FailFast(),

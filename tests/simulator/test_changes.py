@@ -15,7 +15,7 @@ from .test_sync import apply, calendar_on_root, sync_pages
 EMAIL = "user0002@example.com"
 
 NEW_ITEM = {
-    "subject": "Kick-off <with> & \"quotes\"",
+    "subject": 'Kick-off <with> & "quotes"',
     "body": "<p>Hello</p>",
     "body_type": "HTML",
     "location": "Room 1",
@@ -52,14 +52,23 @@ def test_edits_arrive_as_changes(server: SimulatorServer, sim: Simulator, accoun
     admin.delete_item(EMAIL, singles[2]["id"])
     # an occurrence edit and an occurrence deletion are Updates of the master
     occurrences = [
-        v for v in sim.view(EMAIL, series["start"], (dt.datetime.fromisoformat(series["start"]) + dt.timedelta(days=60)).isoformat())
+        v
+        for v in sim.view(
+            EMAIL, series["start"], (dt.datetime.fromisoformat(series["start"]) + dt.timedelta(days=60)).isoformat()
+        )
         if v.get("master_id") == series["id"] and v["calendar_item_type"] == "Occurrence"
     ]
     first, second = occurrences[0], occurrences[1]
     moved_start = dt.datetime.fromisoformat(first["start"]) + dt.timedelta(hours=2)
     exc = admin.update_occurrence(
-        EMAIL, series["id"], first["original_start"], {"subject": "Moved", "start": moved_start.isoformat(),
-                                                       "end": (moved_start + dt.timedelta(minutes=30)).isoformat()}
+        EMAIL,
+        series["id"],
+        first["original_start"],
+        {
+            "subject": "Moved",
+            "start": moved_start.isoformat(),
+            "end": (moved_start + dt.timedelta(minutes=30)).isoformat(),
+        },
     )
     assert exc["subject"] == "Moved"
     admin.delete_occurrence(EMAIL, series["id"], second["original_start"])
@@ -101,8 +110,17 @@ def test_changes_while_paging_end_up_correct(server: SimulatorServer, sim: Simul
     ids = [i["id"] for i in sim.list_items(EMAIL)]
     while True:
         svc = SyncFolderItems(account=folder.account)
-        batch = list(svc.call(folder=folder, shape="AllProperties", additional_fields=None, sync_state=state,
-                              ignore=None, max_changes_returned=6, sync_scope=None))
+        batch = list(
+            svc.call(
+                folder=folder,
+                shape="AllProperties",
+                additional_fields=None,
+                sync_state=state,
+                ignore=None,
+                max_changes_returned=6,
+                sync_scope=None,
+            )
+        )
         apply(mirror, batch)
         state = svc.sync_state
         pages += 1
@@ -133,8 +151,13 @@ def test_admin_http_api(server: SimulatorServer, sim: Simulator) -> None:
     assert client.list_items("new@example.com") == [item]
     weekly = client.create_item(
         "new@example.com",
-        {**NEW_ITEM, "recurrence": {"pattern": {"type": "Weekly", "interval": 1, "days_of_week": ["Monday"]},
-                                    "range": {"type": "Numbered", "start_date": "2030-03-04", "count": 3}}},
+        {
+            **NEW_ITEM,
+            "recurrence": {
+                "pattern": {"type": "Weekly", "interval": 1, "days_of_week": ["Monday"]},
+                "range": {"type": "Numbered", "start_date": "2030-03-04", "count": 3},
+            },
+        },
     )
     assert weekly["calendar_item_type"] == "RecurringMaster"
     view = client.view("new@example.com", "2030-03-01T00:00:00Z", "2030-04-01T00:00:00Z")

@@ -86,7 +86,10 @@ def test_weekly_interval_two_skips_days_before_start() -> None:
 )
 def test_weekly_first_day_of_week_matters_for_interval(first_day: str, expected: list[date]) -> None:
     pattern = {
-        "type": "Weekly", "interval": 2, "days_of_week": ["Sunday", "Saturday"], "first_day_of_week": first_day,
+        "type": "Weekly",
+        "interval": 2,
+        "days_of_week": ["Sunday", "Saturday"],
+        "first_day_of_week": first_day,
     }
     assert local_dates(rec(pattern, "2024-01-07", count=4)) == expected
 
@@ -185,15 +188,17 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 def test_berlin_weekly_keeps_local_time_across_both_transitions() -> None:
     r = rec({"type": "Weekly", "interval": 1, "days_of_week": ["Monday"]}, "2024-03-18")
     first = datetime(2024, 3, 18, 9, tzinfo=BERLIN)
-    pairs = expand_occurrences(r, first, first + timedelta(minutes=30), "Europe/Berlin",
-                               utc(2024, 3, 18), utc(2024, 4, 2))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(minutes=30), "Europe/Berlin", utc(2024, 3, 18), utc(2024, 4, 2)
+    )
     assert pairs == [
         (utc(2024, 3, 18, 8), utc(2024, 3, 18, 8, 30)),  # CET
         (utc(2024, 3, 25, 8), utc(2024, 3, 25, 8, 30)),  # CET (change is Sunday 31 March)
         (utc(2024, 4, 1, 7), utc(2024, 4, 1, 7, 30)),  # CEST
     ]
-    pairs = expand_occurrences(r, first, first + timedelta(minutes=30), "Europe/Berlin",
-                               utc(2024, 10, 21), utc(2024, 10, 29))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(minutes=30), "Europe/Berlin", utc(2024, 10, 21), utc(2024, 10, 29)
+    )
     assert [s for s, _ in pairs] == [utc(2024, 10, 21, 7), utc(2024, 10, 28, 8)]
 
 
@@ -221,11 +226,13 @@ def test_timed_duration_spanning_the_transition_stays_absolute() -> None:
 def test_new_york_weekly_across_dst() -> None:
     r = rec({"type": "Weekly", "interval": 1, "days_of_week": ["Friday"]}, "2024-03-01")
     first = datetime(2024, 3, 1, 9, tzinfo=NEW_YORK)
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "America/New_York",
-                               utc(2024, 3, 1), utc(2024, 3, 16))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(hours=1), "America/New_York", utc(2024, 3, 1), utc(2024, 3, 16)
+    )
     assert [s for s, _ in pairs] == [utc(2024, 3, 1, 14), utc(2024, 3, 8, 14), utc(2024, 3, 15, 13)]
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "America/New_York",
-                               utc(2024, 10, 30), utc(2024, 11, 9))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(hours=1), "America/New_York", utc(2024, 10, 30), utc(2024, 11, 9)
+    )
     assert [s for s, _ in pairs] == [utc(2024, 11, 1, 13), utc(2024, 11, 8, 14)]
 
 
@@ -233,35 +240,41 @@ def test_new_york_gap_and_ambiguous_hour() -> None:
     r = rec({"type": "Weekly", "interval": 1, "days_of_week": ["Sunday"]}, "2024-03-03")
     # 02:30: missing on 10 March (-> 03:30 EDT); 01:30 is ambiguous on 3 November (-> first, EDT).
     first = datetime(2024, 3, 3, 2, 30, tzinfo=NEW_YORK)
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "America/New_York",
-                               utc(2024, 3, 10), utc(2024, 3, 11))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(hours=1), "America/New_York", utc(2024, 3, 10), utc(2024, 3, 11)
+    )
     assert pairs == [(utc(2024, 3, 10, 7, 30), utc(2024, 3, 10, 8, 30))]
     first = datetime(2024, 3, 3, 1, 30, tzinfo=NEW_YORK)
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "America/New_York",
-                               utc(2024, 11, 3), utc(2024, 11, 4))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(hours=1), "America/New_York", utc(2024, 11, 3), utc(2024, 11, 4)
+    )
     assert pairs == [(utc(2024, 11, 3, 5, 30), utc(2024, 11, 3, 6, 30))]
 
 
 def test_sydney_southern_hemisphere_dst() -> None:
     r = rec({"type": "Weekly", "interval": 1, "days_of_week": ["Sunday"]}, "2024-03-31")
     first = datetime(2024, 3, 31, 9, tzinfo=SYDNEY)
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "Australia/Sydney",
-                               utc(2024, 3, 30), utc(2024, 4, 8))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(hours=1), "Australia/Sydney", utc(2024, 3, 30), utc(2024, 4, 8)
+    )
     # AEDT (+11) until the first Sunday in April, AEST (+10) from then on.
     assert [s for s, _ in pairs] == [utc(2024, 3, 30, 22), utc(2024, 4, 6, 23)]
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "Australia/Sydney",
-                               utc(2024, 9, 28), utc(2024, 10, 7))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(hours=1), "Australia/Sydney", utc(2024, 9, 28), utc(2024, 10, 7)
+    )
     assert [s for s, _ in pairs] == [utc(2024, 9, 28, 23), utc(2024, 10, 5, 22)]
 
 
 def test_sydney_gap_and_ambiguous_hour() -> None:
     r = rec({"type": "Weekly", "interval": 1, "days_of_week": ["Sunday"]}, "2024-03-31")
     first = datetime(2024, 3, 31, 2, 30, tzinfo=SYDNEY)
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "Australia/Sydney",
-                               utc(2024, 4, 6), utc(2024, 4, 7))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(hours=1), "Australia/Sydney", utc(2024, 4, 6), utc(2024, 4, 7)
+    )
     assert [s for s, _ in pairs] == [utc(2024, 4, 6, 15, 30)]  # ambiguous 02:30 -> first (AEDT)
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "Australia/Sydney",
-                               utc(2024, 10, 5), utc(2024, 10, 6))
+    pairs = expand_occurrences(
+        r, first, first + timedelta(hours=1), "Australia/Sydney", utc(2024, 10, 5), utc(2024, 10, 6)
+    )
     assert [s for s, _ in pairs] == [utc(2024, 10, 5, 16, 30)]  # missing 02:30 -> 03:30 AEDT
 
 
@@ -284,8 +297,9 @@ def test_multi_day_all_day_series_keeps_local_days() -> None:
     first = datetime(2024, 10, 26, tzinfo=NEW_YORK)
     end = datetime(2024, 10, 28, tzinfo=NEW_YORK)
     pairs = expand_occurrences(r, first, end, "America/New_York", EVER_START, EVER_END)
-    local = [(s.astimezone(NEW_YORK).replace(tzinfo=None), e.astimezone(NEW_YORK).replace(tzinfo=None))
-             for s, e in pairs]
+    local = [
+        (s.astimezone(NEW_YORK).replace(tzinfo=None), e.astimezone(NEW_YORK).replace(tzinfo=None)) for s, e in pairs
+    ]
     assert local == [
         (datetime(2024, 10, 26), datetime(2024, 10, 28)),
         (datetime(2024, 11, 2), datetime(2024, 11, 4)),  # 49 real hours: clocks fall back on 3 Nov
@@ -303,8 +317,9 @@ def test_all_day_given_in_utc_is_detected_in_the_series_zone() -> None:
 def test_all_day_flag_overrides_detection() -> None:
     r = rec({"type": "Daily", "interval": 1}, "2024-03-30", count=2)
     first = datetime(2024, 3, 30, tzinfo=BERLIN)
-    timed = expand_occurrences(r, first, first + timedelta(days=1), "Europe/Berlin", EVER_START, EVER_END,
-                               all_day=False)
+    timed = expand_occurrences(
+        r, first, first + timedelta(days=1), "Europe/Berlin", EVER_START, EVER_END, all_day=False
+    )
     assert timed[1] == (utc(2024, 3, 30, 23), utc(2024, 3, 31, 23))
 
 
@@ -333,16 +348,19 @@ def test_far_window_on_no_end_series_is_fast() -> None:
     r = rec({"type": "Daily", "interval": 1}, "2000-01-01")
     first = datetime(2000, 1, 1, 9, tzinfo=BERLIN)
     began = wallclock.perf_counter()
-    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "Europe/Berlin",
-                               utc(2600, 1, 1), utc(2600, 1, 8))
+    pairs = expand_occurrences(r, first, first + timedelta(hours=1), "Europe/Berlin", utc(2600, 1, 1), utc(2600, 1, 8))
     assert wallclock.perf_counter() - began < 0.5
     assert [s.astimezone(BERLIN).date() for s, _ in pairs] == [date(2600, 1, n) for n in range(1, 8)]
     assert all(s.astimezone(BERLIN).hour == 9 for s, _ in pairs)
 
 
 def test_window_near_the_end_of_a_long_numbered_series_matches_full_expansion() -> None:
-    pattern = {"type": "Weekly", "interval": 3, "days_of_week": ["Monday", "Wednesday", "Saturday"],
-               "first_day_of_week": "Monday"}
+    pattern = {
+        "type": "Weekly",
+        "interval": 3,
+        "days_of_week": ["Monday", "Wednesday", "Saturday"],
+        "first_day_of_week": "Monday",
+    }
     r = rec(pattern, "2024-01-04", count=1000)
     first = datetime(2024, 1, 6, 8, tzinfo=NEW_YORK)
     end = first + timedelta(minutes=45)
@@ -410,24 +428,43 @@ DAILY = {"type": "Daily", "interval": 1}
         (rec({"type": "Daily", "interval": True}, "2024-01-01"), "must be an integer"),
         (rec({"type": "Weekly", "interval": 1, "days_of_week": []}, "2024-01-01"), "must not be empty"),
         (rec({"type": "Weekly", "interval": 1, "days_of_week": ["Funday"]}, "2024-01-01"), "unknown day"),
-        (rec({"type": "Weekly", "interval": 1, "days_of_week": ["Monday"], "first_day_of_week": "X"},
-             "2024-01-01"), "unknown day"),
+        (
+            rec({"type": "Weekly", "interval": 1, "days_of_week": ["Monday"], "first_day_of_week": "X"}, "2024-01-01"),
+            "unknown day",
+        ),
         (rec({"type": "AbsoluteMonthly", "interval": 1, "day_of_month": 32}, "2024-01-01"), "1..31"),
         (rec({"type": "AbsoluteMonthly", "interval": 1, "day_of_month": 0}, "2024-01-01"), ">= 1"),
         (rec({"type": "AbsoluteYearly", "day_of_month": 30, "month": "February"}, "2024-01-01"), "1..29"),
         (rec({"type": "AbsoluteYearly", "day_of_month": 31, "month": "April"}, "2024-01-01"), "1..30"),
         (rec({"type": "AbsoluteYearly", "day_of_month": 1, "month": "Smarch"}, "2024-01-01"), "unknown month"),
-        (rec({"type": "RelativeMonthly", "interval": 1, "days_of_week": "Monday", "day_of_week_index": "Fifth"},
-             "2024-01-01"), "day_of_week_index"),
-        (rec({"type": "RelativeMonthly", "interval": 1, "days_of_week": ["Monday", "Friday"],
-              "day_of_week_index": "First"}, "2024-01-01"), "single day name"),
+        (
+            rec(
+                {"type": "RelativeMonthly", "interval": 1, "days_of_week": "Monday", "day_of_week_index": "Fifth"},
+                "2024-01-01",
+            ),
+            "day_of_week_index",
+        ),
+        (
+            rec(
+                {
+                    "type": "RelativeMonthly",
+                    "interval": 1,
+                    "days_of_week": ["Monday", "Friday"],
+                    "day_of_week_index": "First",
+                },
+                "2024-01-01",
+            ),
+            "single day name",
+        ),
         (rec(DAILY, "2024-01-01", count=0), "count must be >= 1"),
         (rec(DAILY, "2024-01-05", end_date="2024-01-04"), "before range.start_date"),
         (rec(DAILY, "2024-13-01"), "YYYY-MM-DD"),
         ({"pattern": DAILY, "range": {"type": "Forever", "start_date": "2024-01-01"}}, "unknown range type"),
         ({"pattern": DAILY}, "missing 'range'"),
-        (rec({"type": "Weekly", "interval": 1, "days_of_week": ["Monday"]}, "2024-01-02", end_date="2024-01-07"),
-         "no occurrence"),
+        (
+            rec({"type": "Weekly", "interval": 1, "days_of_week": ["Monday"]}, "2024-01-02", end_date="2024-01-07"),
+            "no occurrence",
+        ),
     ],
 )
 def test_invalid_recurrences(recurrence: dict[str, Any], message: str) -> None:
@@ -457,8 +494,20 @@ def test_invalid_times() -> None:
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
 ICAL_DAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
 EWS_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 POSITIONS = {"First": 1, "Second": 2, "Third": 3, "Fourth": 4, "Last": -1}
 SET_DAYS = {"Day": ICAL_DAYS, "Weekday": ICAL_DAYS[:5], "WeekendDay": ICAL_DAYS[5:]}
 
@@ -499,22 +548,47 @@ positions = st.sampled_from(list(POSITIONS))
 patterns = st.one_of(
     st.builds(lambda n: {"type": "Daily", "interval": n}, st.integers(1, 10)),
     st.builds(
-        lambda n, days, fdow: {"type": "Weekly", "interval": n, "days_of_week": sorted(days, key=EWS_DAYS.index),
-                               "first_day_of_week": fdow},
-        st.integers(1, 4), st.sets(day_names, min_size=1), day_names,
+        lambda n, days, fdow: {
+            "type": "Weekly",
+            "interval": n,
+            "days_of_week": sorted(days, key=EWS_DAYS.index),
+            "first_day_of_week": fdow,
+        },
+        st.integers(1, 4),
+        st.sets(day_names, min_size=1),
+        day_names,
     ),
-    st.builds(lambda n, dom: {"type": "AbsoluteMonthly", "interval": n, "day_of_month": dom},
-              st.integers(1, 6), st.integers(1, 31)),
-    st.builds(lambda n, days, pos: {"type": "RelativeMonthly", "interval": n, "days_of_week": days,
-                                    "day_of_week_index": pos},
-              st.integers(1, 6), relative_days, positions),
-    st.builds(lambda m, dom: {"type": "AbsoluteYearly", "month": MONTHS[m - 1],
-                              "day_of_month": min(dom, 29 if m == 2 else [31, 0, 31, 30, 31, 30, 31, 31, 30, 31,
-                                                                           30, 31][m - 1])},
-              st.integers(1, 12), st.integers(1, 31)),
-    st.builds(lambda m, days, pos: {"type": "RelativeYearly", "month": MONTHS[m - 1], "days_of_week": days,
-                                    "day_of_week_index": pos},
-              st.integers(1, 12), relative_days, positions),
+    st.builds(
+        lambda n, dom: {"type": "AbsoluteMonthly", "interval": n, "day_of_month": dom},
+        st.integers(1, 6),
+        st.integers(1, 31),
+    ),
+    st.builds(
+        lambda n, days, pos: {"type": "RelativeMonthly", "interval": n, "days_of_week": days, "day_of_week_index": pos},
+        st.integers(1, 6),
+        relative_days,
+        positions,
+    ),
+    st.builds(
+        lambda m, dom: {
+            "type": "AbsoluteYearly",
+            "month": MONTHS[m - 1],
+            "day_of_month": min(dom, 29 if m == 2 else [31, 0, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]),
+        },
+        st.integers(1, 12),
+        st.integers(1, 31),
+    ),
+    st.builds(
+        lambda m, days, pos: {
+            "type": "RelativeYearly",
+            "month": MONTHS[m - 1],
+            "days_of_week": days,
+            "day_of_week_index": pos,
+        },
+        st.integers(1, 12),
+        relative_days,
+        positions,
+    ),
 )
 
 
@@ -552,8 +626,9 @@ def test_matches_rfc5545_expansion(
     recurrence = rec(pattern, start_date.isoformat(), **({"count": count} if count else {}))
     window_start = datetime.combine(start_date, time(0), tzinfo=UTC) + timedelta(days=window_offset_days)
     window_end = window_start + timedelta(days=window_days)
-    got = expand_occurrences(recurrence, first_start, first_start + duration, zone, window_start, window_end,
-                             all_day=False)
+    got = expand_occurrences(
+        recurrence, first_start, first_start + duration, zone, window_start, window_end, all_day=False
+    )
 
     vevent = icalendar.Event()
     vevent.add("uid", "oracle")
@@ -568,7 +643,8 @@ def test_matches_rfc5545_expansion(
         for component in recurring_ical_events.of(calendar_).between(window_start - margin, window_end + margin)
     )
     expected = [
-        (s, s + duration) for s in starts
+        (s, s + duration)
+        for s in starts
         if s < window_end and (s + duration > window_start or (duration == timedelta(0) and s >= window_start))
     ]
     event("window has occurrences" if expected else "window is empty")
@@ -582,8 +658,10 @@ def test_matches_rfc5545_expansion(
     zone=st.sampled_from(ZONES),
     start_date=st.dates(date(2000, 1, 1), date(2035, 12, 31)),
     days=st.integers(1, 3),
-    range_=st.one_of(st.builds(lambda n: {"count": n}, st.integers(1, 60)),
-                     st.builds(lambda n: {"end_days": n}, st.integers(0, 2000))),
+    range_=st.one_of(
+        st.builds(lambda n: {"count": n}, st.integers(1, 60)),
+        st.builds(lambda n: {"end_days": n}, st.integers(0, 2000)),
+    ),
 )
 def test_all_day_and_last_occurrence_properties(
     pattern: dict[str, Any], zone: str, start_date: date, days: int, range_: dict[str, int]

@@ -41,7 +41,7 @@ class Context:
         return self.mailbox.email
 
 
-def folder_target(elem) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
+def folder_target(elem) -> tuple[str, str | None]:
     """('distinguished', name) or ('id', folder id) for a DistinguishedFolderId/FolderId element."""
     tag = elem.tag
     if tag == f"{T}DistinguishedFolderId":
@@ -49,7 +49,7 @@ def folder_target(elem) -> tuple[str, str | None]:  # type: ignore[no-untyped-de
     return "id", elem.get("Id")
 
 
-def is_calendar(ctx: Context, elem) -> bool:  # type: ignore[no-untyped-def]
+def is_calendar(ctx: Context, elem) -> bool:
     kind, value = folder_target(elem)
     if kind == "distinguished":
         return value == "calendar"

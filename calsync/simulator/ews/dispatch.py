@@ -60,7 +60,9 @@ def parse(sim: Simulator, data: bytes) -> Request:
             raise Fault(schema_fault(SchemaError(problem, request.body.sourceline or 0, 0)))
     if request.operation not in HANDLERS:
         raise Fault(
-            fault("ErrorInvalidRequest", f"The request is invalid: {request.operation} is not supported by the simulator.")
+            fault(
+                "ErrorInvalidRequest", f"The request is invalid: {request.operation} is not supported by the simulator."
+            )
         )
     requested = request.requested_version
     if requested is not None and not sim.version.accepts(requested):
@@ -92,7 +94,11 @@ def resolve(sim: Simulator, request: Request, email: str | None) -> Mailbox:
             )
         )
     if mailbox.impersonation_denied and request.impersonated:
-        raise Fault(fault("ErrorImpersonateUserDenied", "The account does not have permission to impersonate the requested user."))
+        raise Fault(
+            fault(
+                "ErrorImpersonateUserDenied", "The account does not have permission to impersonate the requested user."
+            )
+        )
     return mailbox
 
 
@@ -116,7 +122,11 @@ def message_error(sim: Simulator, operation: str, code: str, text: str, message_
 
 def server_busy_message(sim: Simulator, operation: str, back_off_ms: int) -> bytes:
     return message_error(
-        sim, operation, "ErrorServerBusy", SERVER_BUSY_TEXT, f'<t:Value Name="BackOffMilliseconds">{int(back_off_ms)}</t:Value>'
+        sim,
+        operation,
+        "ErrorServerBusy",
+        SERVER_BUSY_TEXT,
+        f'<t:Value Name="BackOffMilliseconds">{int(back_off_ms)}</t:Value>',
     )
 
 

@@ -8,7 +8,6 @@ from calsync.simulator.core import MAX_VIEW
 from calsync.simulator.ews.context import Context, M, T, is_calendar
 from calsync.simulator.ews.render import parse_shape, render_instance, render_item
 from calsync.simulator.ews.soap import error_message, response
-from calsync.simulator.series import Instance
 
 #: EWSFindCountLimit of the default throttling policy: a CalendarView returns at most this many.
 FIND_COUNT_LIMIT = 1000
@@ -47,21 +46,19 @@ def handle(ctx: Context) -> str:
         if paging is not None:
             offset = int(paging.get("Offset", "0"))
             limit = int(paging.get("MaxEntriesReturned", str(len(items))))
-        page = items[offset : offset + limit]
-        last = offset + len(page) >= len(items)
-        xml = "".join(render_item(i, shape, rctx, ctx.owner) for i in page)
-        return _ok(xml, len(items), last, offset + len(page) if not last else None)
+        chunk = items[offset : offset + limit]
+        last = offset + len(chunk) >= len(items)
+        xml = "".join(render_item(i, shape, rctx, ctx.owner) for i in chunk)
+        return _ok(xml, len(items), last, offset + len(chunk) if not last else None)
     start, end = _time(view.get("StartDate")), _time(view.get("EndDate"))
     if start is None or end is None:
         return _error("ErrorInvalidRequest", "The request is invalid.")
     if end < start:
-        return _error(
-            "ErrorCalendarEndDateIsEarlierThanStartDate", "EndDate is earlier than StartDate"
-        )
+        return _error("ErrorCalendarEndDateIsEarlierThanStartDate", "EndDate is earlier than StartDate")
     if end - start > MAX_VIEW:
         return _error("ErrorCalendarViewRangeTooBig", "The time span between StartDate and EndDate is too long.")
     max_entries = view.get("MaxEntriesReturned")
-    found: list[Instance] = ctx.sim.instances(mbx, start, end)
+    found = ctx.sim.instances(mbx, start, end)
     cap = min(int(max_entries), FIND_COUNT_LIMIT) if max_entries else FIND_COUNT_LIMIT
     page = found[:cap]
     xml = "".join(render_instance(i, shape, rctx, ctx.owner, find=True) for i in page)

@@ -51,8 +51,10 @@ def handle(ctx: Context) -> str:
         which = value if kind == "distinguished" else by_id.get(value or "")
         if which not in ("root", "msgfolderroot", "calendar"):
             code = "ErrorFolderNotFound" if kind == "distinguished" else "ErrorInvalidIdMalformed"
-            text = "The specified folder could not be found in the store." if kind == "distinguished" else (
-                "Id is malformed."
+            text = (
+                "The specified folder could not be found in the store."
+                if kind == "distinguished"
+                else ("Id is malformed.")
             )
             messages.append(error_message("GetFolder", code, text))
             continue

@@ -14,7 +14,7 @@ _INDEX_HORIZON = dt.timedelta(days=3 * 366)
 NOT_FOUND = "The specified object was not found in the store."
 
 
-def _one(ctx: Context, elem) -> str:  # type: ignore[no-untyped-def]
+def _one(ctx: Context, elem) -> str:
     mbx = ctx.mailbox
     shape = parse_shape(ctx.request.body.find(f"{M}ItemShape"), ctx.version_at_least_2010)
     tag = elem.tag

@@ -86,7 +86,9 @@ ITEM_FIELDS = (
 NOT_IN_FIND = frozenset(
     {"Body", "RequiredAttendees", "OptionalAttendees", "ModifiedOccurrences", "DeletedOccurrences", "Recurrence"}
 )
-SERIES_ONLY = frozenset({"Recurrence", "FirstOccurrence", "LastOccurrence", "ModifiedOccurrences", "DeletedOccurrences"})
+SERIES_ONLY = frozenset(
+    {"Recurrence", "FirstOccurrence", "LastOccurrence", "ModifiedOccurrences", "DeletedOccurrences"}
+)
 SINCE_2010 = frozenset({"StartTimeZone", "EndTimeZone"})
 SINCE_2013 = frozenset({"IsOnlineMeeting"})
 
@@ -130,9 +132,7 @@ def parse_shape(elem: etree._Element | None, version_at_least_2010: bool = True)
     fields = {"IdOnly": ID_ONLY, "AllProperties": ALL_FIELDS}.get(base, DEFAULT_FIELDS)
     extra = {
         uri.rsplit(":", 1)[-1]
-        for uri in (
-            e.get("FieldURI", "") for e in elem.iterfind(f"{{{NS_T}}}AdditionalProperties/{{{NS_T}}}FieldURI")
-        )
+        for uri in (e.get("FieldURI", "") for e in elem.iterfind(f"{{{NS_T}}}AdditionalProperties/{{{NS_T}}}FieldURI"))
     }
     if extra:
         fields = fields | (extra & ALL_FIELDS) | {"ItemId"}
@@ -154,7 +154,9 @@ def _mailbox(person: Person) -> str:
 def _attendees(tag: str, people: list[Person]) -> str:
     if not people:
         return ""
-    inner = "".join(f"<t:Attendee>{_mailbox(p)}<t:ResponseType>{p.response}</t:ResponseType></t:Attendee>" for p in people)
+    inner = "".join(
+        f"<t:Attendee>{_mailbox(p)}<t:ResponseType>{p.response}</t:ResponseType></t:Attendee>" for p in people
+    )
     return f"<t:{tag}>{inner}</t:{tag}>"
 
 
@@ -311,7 +313,9 @@ def _series(e: _Entry, tag: str) -> str:
         inner = ""
         for mod in mods:
             s, en = item.occurrence_times(mod)
-            inner += _occurrence_info("Occurrence", Instance(item, "Exception", mod.id, mod.change_key, s, en, mod.original_start, mod))
+            inner += _occurrence_info(
+                "Occurrence", Instance(item, "Exception", mod.id, mod.change_key, s, en, mod.original_start, mod)
+            )
         return f"<t:ModifiedOccurrences>{inner}</t:ModifiedOccurrences>"
     deleted = sorted(item.deleted_occurrences)
     if not deleted:
@@ -343,7 +347,9 @@ def _simple(tag: str, fn: Callable[[_Entry], str]) -> Renderer:
 _RENDERERS: dict[str, Renderer] = {
     "ItemId": lambda e, c: _item_id(e),
     "ParentFolderId": lambda e, c: f'<t:ParentFolderId Id="{c.folder_id}" ChangeKey="{c.folder_change_key}"/>',
-    "ItemClass": _simple("ItemClass", lambda e: "IPM.Appointment.Occurrence" if e.kind == "Exception" else "IPM.Appointment"),
+    "ItemClass": _simple(
+        "ItemClass", lambda e: "IPM.Appointment.Occurrence" if e.kind == "Exception" else "IPM.Appointment"
+    ),
     "Subject": _simple("Subject", lambda e: esc(str(e.value("subject")))),
     "Sensitivity": _simple("Sensitivity", lambda e: str(e.value("sensitivity"))),
     "Body": lambda e, c: _body(e, c.body_type),
@@ -365,7 +371,8 @@ _RENDERERS: dict[str, Renderer] = {
     "Culture": _simple("Culture", lambda e: "en-US"),
     "LastModifiedName": _simple("LastModifiedName", lambda e: esc(e.item.organizer.name)),
     "LastModifiedTime": _simple(
-        "LastModifiedTime", lambda e: xml_time(e.inst.mod.last_modified if e.inst and e.inst.mod else e.item.last_modified)
+        "LastModifiedTime",
+        lambda e: xml_time(e.inst.mod.last_modified if e.inst and e.inst.mod else e.item.last_modified),
     ),
     "IsAssociated": _simple("IsAssociated", lambda e: "false"),
     "UID": _simple("UID", lambda e: esc(e.item.uid)),
@@ -389,7 +396,9 @@ _RENDERERS: dict[str, Renderer] = {
     "IsCancelled": _simple("IsCancelled", lambda e: xml_bool(bool(e.value("is_cancelled")))),
     # Exchange reports IsRecurring true on occurrences and exceptions, false on the master.
     "IsRecurring": _simple("IsRecurring", lambda e: xml_bool(e.kind in ("Occurrence", "Exception"))),
-    "MeetingRequestWasSent": _simple("MeetingRequestWasSent", lambda e: xml_bool(e.is_meeting and e.organized_by_owner)),
+    "MeetingRequestWasSent": _simple(
+        "MeetingRequestWasSent", lambda e: xml_bool(e.is_meeting and e.organized_by_owner)
+    ),
     "IsResponseRequested": _simple("IsResponseRequested", lambda e: xml_bool(e.is_meeting)),
     "CalendarItemType": _simple("CalendarItemType", lambda e: e.kind),
     "MyResponseType": _simple("MyResponseType", lambda e: e.my_response()),
@@ -425,7 +434,11 @@ def render_item(item: CalendarItem, shape: Shape, ctx: RenderContext, owner: str
     key = (shape.key, ctx.folder_id)
     cached = item.cache.get(key)
     if cached is None:
-        cached = _render(_Entry(item, None, owner), shape.fields, RenderContext(ctx.folder_id, ctx.folder_change_key, shape.body_type))
+        cached = _render(
+            _Entry(item, None, owner),
+            shape.fields,
+            RenderContext(ctx.folder_id, ctx.folder_change_key, shape.body_type),
+        )
         item.cache[key] = cached
     return str(cached)
 
@@ -437,7 +450,9 @@ def render_instance(inst: Instance, shape: Shape, ctx: RenderContext, owner: str
     fields = shape.fields - SERIES_ONLY
     if find:
         fields -= NOT_IN_FIND
-    return _render(_Entry(inst.master, inst, owner), fields, RenderContext(ctx.folder_id, ctx.folder_change_key, shape.body_type))
+    return _render(
+        _Entry(inst.master, inst, owner), fields, RenderContext(ctx.folder_id, ctx.folder_change_key, shape.body_type)
+    )
 
 
 def render_id_only(item_id: str, change_key: str) -> str:

@@ -18,17 +18,26 @@ def handle_subscribe(ctx: Context) -> str:
         if request is not None:
             break
     if request is None:
-        return response("Subscribe", error_message("Subscribe", "ErrorInvalidSubscriptionRequest", "The subscription request is invalid."))
+        return response(
+            "Subscribe",
+            error_message("Subscribe", "ErrorInvalidSubscriptionRequest", "The subscription request is invalid."),
+        )
     folders = request.find(f"{T}FolderIds")
     if folders is not None and not all(is_calendar(ctx, f) for f in folders if isinstance(f.tag, str)):
         return response(
-            "Subscribe", error_message("Subscribe", "ErrorFolderNotFound", "The specified folder could not be found in the store.")
+            "Subscribe",
+            error_message("Subscribe", "ErrorFolderNotFound", "The specified folder could not be found in the store."),
         )
     events = [e.text or "" for e in request.iterfind(f"{T}EventTypes/{T}EventType")]
     frequency = int(request.findtext(f"{T}StatusFrequency") or "30")
     if request.tag == f"{M}PushSubscriptionRequest" and not 1 <= frequency <= 1440:
         return response(
-            "Subscribe", error_message("Subscribe", "ErrorInvalidPushSubscriptionUrl" if False else "ErrorInvalidArgument", "StatusFrequency must be 1..1440.")
+            "Subscribe",
+            error_message(
+                "Subscribe",
+                "ErrorInvalidArgument",
+                "StatusFrequency must be 1..1440.",
+            ),
         )
     mbx = ctx.mailbox
     sub_id = base64.b64encode(uuid.uuid4().bytes + mbx.key.encode()).decode()
@@ -54,7 +63,8 @@ def handle_unsubscribe(ctx: Context) -> str:
     sub_id = (ctx.request.body.findtext(f"{M}SubscriptionId") or "").strip()
     if ctx.mailbox.subscriptions.pop(sub_id, None) is None:
         return response(
-            "Unsubscribe", error_message("Unsubscribe", "ErrorSubscriptionNotFound", "The specified subscription was not found.")
+            "Unsubscribe",
+            error_message("Unsubscribe", "ErrorSubscriptionNotFound", "The specified subscription was not found."),
         )
     return response(
         "Unsubscribe",

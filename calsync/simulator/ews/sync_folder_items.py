@@ -14,7 +14,8 @@ _ERROR_TAIL = "<m:SyncState/><m:IncludesLastItemInRange>true</m:IncludesLastItem
 
 def invalid_sync_state() -> str:
     return response(
-        "SyncFolderItems", error_message("SyncFolderItems", "ErrorInvalidSyncStateData", INVALID_SYNC_STATE, extra=_ERROR_TAIL)
+        "SyncFolderItems",
+        error_message("SyncFolderItems", "ErrorInvalidSyncStateData", INVALID_SYNC_STATE, extra=_ERROR_TAIL),
     )
 
 
@@ -32,8 +33,9 @@ def max_changes(ctx: Context) -> int:
                     f"The 'http://schemas.microsoft.com/exchange/services/2006/messages:MaxChangesReturned' element "
                     f"is invalid - The value '{raw}' is invalid according to its datatype "
                     "'http://schemas.microsoft.com/exchange/services/2006/types:MaxSyncChangesReturnedType' - "
-                    "The MinInclusive constraint failed." if value < 1 else
-                    f"The 'http://schemas.microsoft.com/exchange/services/2006/messages:MaxChangesReturned' element "
+                    "The MinInclusive constraint failed."
+                    if value < 1
+                    else f"The 'http://schemas.microsoft.com/exchange/services/2006/messages:MaxChangesReturned' element "
                     f"is invalid - The value '{raw}' is invalid according to its datatype "
                     "'http://schemas.microsoft.com/exchange/services/2006/types:MaxSyncChangesReturnedType' - "
                     "The MaxInclusive constraint failed.",
@@ -52,7 +54,9 @@ def handle(ctx: Context) -> str:
     target = folder[0] if folder is not None and len(folder) else None
     if target is None or not is_calendar(ctx, target):
         text = "The specified folder could not be found in the store."
-        return response("SyncFolderItems", error_message("SyncFolderItems", "ErrorFolderNotFound", text, extra=_ERROR_TAIL))
+        return response(
+            "SyncFolderItems", error_message("SyncFolderItems", "ErrorFolderNotFound", text, extra=_ERROR_TAIL)
+        )
     mbx = ctx.mailbox
     try:
         base, cursor = mbx.parse_sync_state(body.findtext(f"{M}SyncState"))

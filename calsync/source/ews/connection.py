@@ -4,19 +4,35 @@ An explicit Version and auth type mean exchangelib sends no autodiscover or vers
 requests; the calendar folder is addressed by its distinguished id, so no GetFolder either.
 exchangelib caches one Protocol (connection pool) per endpoint and credentials per process;
 Accounts are cheap but not free, so a bounded LRU keeps the recent ones.
+
+TLS is always verified: against the system's trust store, or against the PEM bundle named by
+CALSYNC_EWS_CA_BUNDLE (an internal CA). exchangelib builds its HTTP adapters from one class
+attribute; ours pins `verify` per endpoint, so nothing (not even verify=False from a session
+or REQUESTS_CA_BUNDLE) can switch verification off. The adapter also times each request
+for the metrics.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import requests.adapters
 from exchangelib import BASIC, IMPERSONATION, UTC, Account, Configuration, Credentials
 from exchangelib.folders import Calendar, Root
 from exchangelib.properties import DistinguishedFolderId, Mailbox
-from exchangelib.protocol import FailFast
+from exchangelib.protocol import BaseProtocol
 from exchangelib.version import Build, Version
+
+from calsync import metrics
+from calsync.config import ConfigError, env
+from calsync.source.ews.errors import ServerHintPolicy, TruncatedResponse, install_back_off_parser
 
 # The build each configured version stands for; the API version follows from it.
 BUILDS: dict[str, Build] = {
@@ -37,6 +53,71 @@ class EwsEndpoint:
     username: str
     password: str = field(repr=False)
     max_connections: int = 10
+    # PEM bundle to verify Exchange's certificate with; None: CALSYNC_EWS_CA_BUNDLE, else the system store.
+    ca_bundle: str | None = None
+
+
+_verify_lock = threading.Lock()
+_verify: dict[tuple[str, str, int | None], str] = {}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def check_ca_bundle(path: str | os.PathLike[str]) -> str:
+    """The bundle's path if it is a readable PEM file; a ConfigError naming the variable otherwise."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise ConfigError(
+            f"CALSYNC_EWS_CA_BUNDLE={p}: cannot read it ({exc.strerror}); point it at the PEM file of the CA "
+            "that signed Exchange's certificate"
+        ) from exc
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"CALSYNC_EWS_CA_BUNDLE={p}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)")
+    return str(p.resolve())
+
+
+def trust(url: str, ca_bundle: str) -> None:
+    """Verify the TLS certificate of `url`'s origin against `ca_bundle` (in this process)."""
+    with _verify_lock:
+        _verify[_origin(url)] = check_ca_bundle(ca_bundle)
+
+
+class VerifyingAdapter(requests.adapters.HTTPAdapter):
+    """exchangelib's HTTP adapter: verification always on, with the endpoint's CA bundle if it has one."""
+
+    def send(self, request: Any, stream: bool = False, timeout: Any = None, verify: Any = True, cert: Any = None,
+             proxies: Any = None) -> Any:  # fmt: skip
+        bundle = _verify.get(_origin(request.url or "")) if request.url else None
+        op = metrics.operation_of(request.body)
+        started = time.monotonic()
+        try:
+            response = super().send(
+                request, stream=stream, timeout=timeout, verify=bundle or True, cert=cert, proxies=proxies
+            )
+        except Exception:
+            metrics.observe_ews(op, "error", time.monotonic() - started)
+            raise
+        metrics.observe_ews(op, str(response.status_code), time.monotonic() - started)
+        if response.status_code == 200:
+            # exchangelib parses leniently: a body cut short (a proxy, a dropped connection
+            # with a correct Content-Length) yields a partial page whose SyncState would be
+            # stored, silently losing the changes that were cut off. A complete SOAP answer
+            # ends with its Envelope; anything else is refused before exchangelib sees it.
+            body = response.content
+            if not body.rstrip().endswith(b"Envelope>"):
+                response.close()
+                raise TruncatedResponse(f"EWS answered {len(body)} bytes that end before </Envelope>")
+        return response
+
+
+BaseProtocol.HTTP_ADAPTER_CLS = VerifyingAdapter
+install_back_off_parser()
 
 
 class AccountPool:
@@ -44,6 +125,9 @@ class AccountPool:
 
     def __init__(self, endpoint: EwsEndpoint, max_accounts: int = 4096) -> None:
         self.endpoint = endpoint
+        bundle = endpoint.ca_bundle or env().ews_ca_bundle
+        if bundle:
+            trust(endpoint.url, str(bundle))
         self.config = Configuration(
             service_endpoint=endpoint.url,
             credentials=Credentials(endpoint.username, endpoint.password),
@@ -51,7 +135,7 @@ class AccountPool:
             version=Version(build=BUILDS[endpoint.version]),
             # Back-offs are the task layer's job (a Celery retry frees the worker slot);
             # exchangelib must not sleep a thread through them.
-            retry_policy=FailFast(),
+            retry_policy=ServerHintPolicy(),
             max_connections=endpoint.max_connections,
         )
         self._accounts: OrderedDict[str, tuple[Account, Calendar]] = OrderedDict()

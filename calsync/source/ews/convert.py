@@ -2,12 +2,15 @@
 
 All-day items arrive from exchangelib as local dates with an inclusive end date; the mirror
 keeps the dates (end exclusive, as iCalendar) and, for sorting and overlap queries, the
-instants of local midnight in the item's time zone.
+instants of local midnight in the item's time zone. exchangelib derives the inclusive end date
+by taking 24 hours off the end instant, which lands a day early when the last day is a
+spring-forward day (23 hours): the end date is therefore taken from the item's Duration.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,7 +28,7 @@ from exchangelib.recurrence import (
     WeeklyPattern,
 )
 
-from calsync.sync.model import Appointment, Attendee, Kind
+from calsync.sync.model import Appointment, Attendee, Kind, ModifiedOccurrence
 
 WEEKDAYS = (
     "Monday",
@@ -57,8 +60,19 @@ FETCH_FIELDS = (
     "subject", "body", "location", "start", "end", "_start_timezone", "_end_timezone", "is_all_day",
     "sensitivity", "is_cancelled", "legacy_free_busy_status", "type", "organizer", "required_attendees",
     "optional_attendees", "resources", "uid", "datetime_created", "last_modified_time", "recurrence",
-    "modified_occurrences", "deleted_occurrences",
+    "modified_occurrences", "deleted_occurrences", "duration",
 )  # fmt: skip
+
+_DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def parse_duration(value: str | None) -> dt.timedelta | None:
+    """xs:duration as Exchange writes a calendar item's Duration (P1D, PT23H, P2DT1H)."""
+    match = _DURATION.match(value or "")
+    if not value or match is None or value in ("P", "PT"):
+        return None
+    weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return dt.timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def _utc(value: Any) -> dt.datetime | None:
@@ -126,6 +140,20 @@ def recurrence_to_json(rec: Any) -> dict[str, Any] | None:
     return {"pattern": pattern, "range": rng}
 
 
+def _modified(item: CalendarItem) -> tuple[ModifiedOccurrence, ...]:
+    out: list[ModifiedOccurrence] = []
+    for occ in getattr(item, "modified_occurrences", None) or ():
+        start, end, original = _utc(occ.start), _utc(occ.end), _utc(occ.original_start)
+        if occ.id and start is not None and end is not None and original is not None:
+            out.append(ModifiedOccurrence(item_id=occ.id, start=start, end=end, original_start=original))
+    return tuple(out)
+
+
+def _deleted(item: CalendarItem) -> tuple[dt.datetime, ...]:
+    starts = (_utc(occ.start) for occ in getattr(item, "deleted_occurrences", None) or ())
+    return tuple(sorted(s for s in starts if s is not None))
+
+
 def _attendees(item: CalendarItem) -> tuple[Attendee, ...]:
     out: list[Attendee] = []
     for role, attendees in (
@@ -146,10 +174,15 @@ def to_appointment(item: CalendarItem, mailbox: str) -> Appointment:
     start_date = end_date = None
     if item.is_all_day and isinstance(item.start, dt.date) and not isinstance(item.start, dt.datetime):
         start_date = dt.date(item.start.year, item.start.month, item.start.day)
-        last_day = dt.date(item.end.year, item.end.month, item.end.day)
-        end_date = last_day + dt.timedelta(days=1)
         tz = zone or dt.UTC
         start = dt.datetime.combine(start_date, dt.time(), tzinfo=tz).astimezone(dt.UTC)
+        duration = parse_duration(getattr(item, "duration", None))
+        if duration is not None and duration > dt.timedelta(0):
+            local_end = (start + duration).astimezone(tz)
+            # A local midnight; the nearest one should a daylight-saving hour ever slip in.
+            end_date = local_end.date() + dt.timedelta(days=1 if local_end.hour >= 12 else 0)
+        else:
+            end_date = dt.date(item.end.year, item.end.month, item.end.day) + dt.timedelta(days=1)
         end = dt.datetime.combine(end_date, dt.time(), tzinfo=tz).astimezone(dt.UTC)
     else:
         start = _utc(item.start)  # type: ignore[assignment]
@@ -182,4 +215,6 @@ def to_appointment(item: CalendarItem, mailbox: str) -> Appointment:
         exchange_created_at=_utc(item.datetime_created),
         exchange_modified_at=_utc(item.last_modified_time),
         attendees=_attendees(item),
+        modified_occurrences=_modified(item),
+        deleted_occurrences=_deleted(item),
     )

@@ -1,0 +1,114 @@
+"""`calsync status`: the fleet at a glance, per operator, for people and for monitoring.
+
+Exit status 1 when any operator is failed or syncing is paused for everyone, so a monitoring
+check can call it as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from calsync.cli.settings import open_database
+from calsync.notify.catalogue import lookup
+from calsync.store import pause as pause_store
+from calsync.store import status as status_store
+
+
+def _broker_view() -> dict[str, Any]:
+    """Workers online and queue depths; a missing broker is reported, not fatal."""
+    try:
+        import redis
+
+        from calsync.celery import app
+        from calsync.config import env
+
+        client = redis.Redis.from_url(env().broker, socket_connect_timeout=2, socket_timeout=2)
+        queues = {q: int(client.llen(q)) for q in ("dispatch", "sync", "notify")}
+        replies = app.control.ping(timeout=1.0) or []
+        workers = sorted(name for reply in replies for name in reply)
+        return {"queues": queues, "workers": workers, "broker": "ok"}
+    except Exception as exc:
+        return {"queues": None, "workers": None, "broker": f"unreachable: {exc}"}
+
+
+def _failure(row: dict[str, Any]) -> dict[str, Any]:
+    entry = lookup(row["last_error_code"] or "")
+    return {
+        "email": row["email"],
+        "code": row["last_error_code"],
+        "message": entry.message,
+        "fix": entry.fix,
+        "since": row["failing_since"],
+        "attempts": row["attempts"],
+        "detail": row["last_error_message"],
+    }
+
+
+@click.command()
+@click.argument("emails", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-broker", is_flag=True, help="Do not ask Redis and the workers (database only).")
+def status(emails: tuple[str, ...], as_json: bool, no_broker: bool) -> None:
+    """Operators per status, last tick, workers, queues and failures; or the named operators in detail."""
+    with open_database() as conn:
+        fleet = status_store.fleet(conn)
+        rows = status_store.operators(conn, list(emails) or None)
+        failed_rows = (
+            [r for r in rows if r["status"] == "failed"] if emails else status_store.operators(conn, status="failed")
+        )
+        paused = pause_store.current(conn)
+    report: dict[str, Any] = {**fleet, "failures": [_failure(r) for r in failed_rows], "pause": None}
+    if paused is not None:
+        entry = lookup(paused.code)
+        report["pause"] = {
+            "code": paused.code,
+            "message": entry.message,
+            "fix": entry.fix,
+            "since": paused.since.isoformat(),
+            "next_probe": paused.until.isoformat(),
+            "probes": paused.probes,
+            "detail": paused.message,
+        }
+    if not no_broker:
+        report.update(_broker_view())
+    if emails:
+        missing = sorted({e.lower() for e in emails} - {r["email"].lower() for r in rows})
+        if missing:
+            raise click.UsageError(f"no such operator: {', '.join(missing)}")
+        report["operators_detail"] = rows
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        _print(report)
+    if report["failures"] or report["pause"]:
+        raise SystemExit(1)
+
+
+def _print(report: dict[str, Any]) -> None:
+    by = report["by_status"]
+    click.echo(f"operators: {report['operators']}  " + "  ".join(f"{k} {v}" for k, v in by.items()))
+    tick = report["last_tick"]
+    click.echo(f"last tick: {tick['at']} ({tick['dispatched']} dispatched)" if tick else "last tick: never")
+    click.echo(f"appointments mirrored: {report['appointments']}")
+    if "broker" in report:
+        if report["broker"] == "ok":
+            click.echo(f"workers online: {len(report['workers'])} {' '.join(report['workers'])}")
+            click.echo("queue depth: " + "  ".join(f"{q} {n}" for q, n in report["queues"].items()))
+        else:
+            click.echo(f"broker: {report['broker']}")
+    if report["pause"]:
+        p = report["pause"]
+        click.echo(f"SYNCING PAUSED FOR EVERYONE: {p['code']}: {p['message']} (since {p['since']})")
+        click.echo(f"       fix: {p['fix']}")
+    for f in report["failures"]:
+        click.echo(f"FAILED {f['email']}: {f['code']}: {f['message']} (since {f['since']}, {f['attempts']} attempts)")
+        click.echo(f"       fix: {f['fix']}")
+    for r in report.get("operators_detail", []):
+        click.echo(
+            f"{r['email']}: {r['status']} ({r['stage']}), {r['appointments']} appointments, "
+            f"last success {r['last_success_at'] or 'never'}, next poll {r['next_poll_at']}"
+            + (f", last error {r['last_error_code']}" if r["last_error_code"] else "")
+        )

@@ -1,0 +1,52 @@
+"""`calsync sync`: sync operators now instead of at their next poll."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import click
+
+from calsync.cli.settings import open_database
+from calsync.store import status as status_store
+
+
+@click.command()
+@click.argument("emails", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every operator with Calendar Sync on.")
+@click.option("--wait", is_flag=True, help="Show progress until each has finished (or failed).")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds --wait waits at most.")
+def sync(emails: tuple[str, ...], all_: bool, wait: bool, timeout: float) -> None:
+    """Make operators due now and send a dispatcher tick (workers must be running)."""
+    if bool(emails) == all_:
+        raise click.UsageError("name operators by email, or pass --all")
+    started = dt.datetime.now(dt.UTC)
+    with open_database() as conn:
+        due = status_store.request_sync(conn, None if all_ else list(emails))
+    if not all_:
+        missing = sorted({e.lower() for e in emails} - {email.lower() for _, email in due})
+        if missing:
+            raise click.UsageError(f"not an operator with Calendar Sync on: {', '.join(missing)}")
+    from calsync.celery import app
+
+    app.send_task("calsync.dispatch", kwargs={"slot": started.isoformat()}, queue="dispatch")
+    click.echo(f"{len(due)} operator(s) due now; dispatcher tick sent")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    pending = {email for _, email in due}
+    while pending and time.monotonic() < deadline:
+        time.sleep(1.0)
+        with open_database() as conn:
+            rows = status_store.operators(conn, sorted(pending))
+        for r in rows:
+            done_at = r["last_success_at"]
+            if r["status"] == "failed" and r["last_error_code"]:
+                click.echo(f"{r['email']}: failed ({r['last_error_code']})")
+                pending.discard(r["email"])
+            elif done_at and dt.datetime.fromisoformat(done_at) >= started and not r["in_flight"]:
+                click.echo(f"{r['email']}: synced, {r['appointments']} appointments")
+                pending.discard(r["email"])
+    if pending:
+        click.echo(f"still running after {timeout:.0f}s: {', '.join(sorted(pending))}", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,305 @@
+"""The failure catalogue: every code calsync records, with what it means and what to do.
+
+One table, used by the emails, by `calsync status` and by docs/failures.md (a test keeps the
+document equal to this table). The codes are Exchange's own response codes where Exchange
+names the failure (so an administrator can search for them), and calsync's names for what
+happens below EWS (HTTP, TLS, the network).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from calsync.source.errors import Disposition
+
+T, R, OP, G = Disposition.TRANSIENT, Disposition.RESYNC, Disposition.OPERATOR, Disposition.GLOBAL
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    code: str
+    disposition: Disposition
+    message: str  # what happened, in one sentence an administrator understands
+    cause: str  # why it usually happens
+    fix: str  # what to do about it
+
+
+_ENTRIES: tuple[Entry, ...] = (
+    # --- global: every operator is paused, one probe per period, one alert ---
+    Entry(
+        "Unauthorized",
+        G,
+        "Exchange rejected the service account's credentials; syncing is paused for everyone.",
+        "The password of CALSYNC_EWS_USERNAME changed or expired, or the account is locked out or disabled.",
+        "Fix the account in Active Directory, update CALSYNC_EWS_PASSWORD (or the file named by "
+        "CALSYNC_EWS_PASSWORD_FILE); syncing resumes by itself at the next probe.",
+    ),
+    Entry(
+        "ExchangeUnreachable",
+        G,
+        "The Exchange server cannot be reached; syncing is paused for everyone.",
+        "The exchange_url host name does not resolve, the server refuses connections, or a firewall drops them.",
+        "Check `calsync settings show` (exchange_url), DNS and the firewall between the workers and Exchange; "
+        "syncing resumes by itself once a probe gets through.",
+    ),
+    Entry(
+        "TlsFailure",
+        G,
+        "The TLS connection to Exchange failed (certificate not trusted or handshake refused); syncing is paused "
+        "for everyone.",
+        "Exchange's certificate is signed by an internal CA the workers do not trust, has expired, or does not "
+        "match the host name in exchange_url.",
+        "Put the internal CA's PEM bundle in CALSYNC_EWS_CA_BUNDLE (verification is never switched off), or "
+        "renew the certificate, or use the host name the certificate names.",
+    ),
+    Entry(
+        "ErrorInvalidServerVersion",
+        G,
+        "Exchange does not accept the configured Exchange version; syncing is paused for everyone.",
+        "The exchange_version setting names a newer version than the server runs.",
+        "Set exchange_version to the server's version: `calsync settings set exchange_version Exchange2013`.",
+    ),
+    # --- permanent for one operator: marked failed, re-checked hourly, the others go on ---
+    Entry(
+        "ErrorNonExistentMailbox",
+        OP,
+        "Exchange has no mailbox for this operator's email address.",
+        "The address is misspelt, the mailbox was deleted, or it moved to Exchange Online.",
+        "Correct the operator's email (`calsync operators update`), or switch Calendar Sync off for them.",
+    ),
+    Entry(
+        "ErrorImpersonateUserDenied",
+        OP,
+        "The service account may not impersonate this operator's mailbox.",
+        "The ApplicationImpersonation role assignment does not cover this mailbox (management scope).",
+        "Extend the ApplicationImpersonation role assignment of the service account to this mailbox.",
+    ),
+    Entry(
+        "ErrorImpersonationFailed",
+        OP,
+        "Exchange could not impersonate this operator's mailbox.",
+        "The mailbox's account is disabled or in an untrusted forest.",
+        "Check the operator's account in Active Directory; re-enable it or switch Calendar Sync off.",
+    ),
+    Entry(
+        "ErrorAccessDenied",
+        OP,
+        "Exchange denied access to this operator's calendar.",
+        "Permissions on the mailbox or its calendar folder were changed.",
+        "Restore the service account's access (ApplicationImpersonation) to the mailbox.",
+    ),
+    Entry(
+        "ErrorAccountDisabled",
+        OP,
+        "This operator's Exchange account is disabled.",
+        "The user left or was disabled in Active Directory.",
+        "Switch Calendar Sync off for the operator, or re-enable the account.",
+    ),
+    Entry(
+        "MailboxMovedAway",
+        OP,
+        "This operator's mailbox is no longer served by the configured Exchange server.",
+        "The mailbox moved to another forest or to Exchange Online (EWS answered with a redirect or a "
+        "cross-site error).",
+        "Sync the operator from where the mailbox lives now, or switch Calendar Sync off for them.",
+    ),
+    Entry(
+        "ErrorInvalidSchemaVersionForMailboxVersion",
+        OP,
+        "This operator's mailbox is on an Exchange server older than the configured version.",
+        "The organisation runs mixed Exchange versions.",
+        "Set exchange_version to the oldest version that hosts operator mailboxes.",
+    ),
+    Entry(
+        "ErrorFolderNotFound",
+        OP,
+        "This operator's mailbox has no calendar folder calsync can open.",
+        "The mailbox is a shared, resource or not yet provisioned mailbox.",
+        "Check the mailbox in Exchange; switch Calendar Sync off if it has no calendar.",
+    ),
+    # --- resync: handled by itself ---
+    Entry(
+        "ErrorInvalidSyncStateData",
+        R,
+        "Exchange no longer accepts the stored sync state; the calendar is being resynced from scratch.",
+        "The mailbox moved between databases, or was restored; Exchange invalidates old sync states.",
+        "Nothing: calsync resyncs by itself without duplicates and removes what no longer exists.",
+    ),
+    # --- transient: retried with back-off until the notification timeout, then given up ---
+    Entry(
+        "ErrorServerBusy",
+        T,
+        "Exchange asked calsync to slow down.",
+        "The service account's EWS throttling budget is exhausted (too many requests or concurrent syncs).",
+        "Usually nothing: every worker waits as long as Exchange asked. If it persists, lower "
+        "ews_max_concurrency or raise the throttling policy of the service account.",
+    ),
+    Entry(
+        "ErrorExceededConnectionCount",
+        T,
+        "The service account has more connections open to Exchange than its throttling policy allows.",
+        "ews_max_concurrency is higher than the policy's EWSMaxConcurrency (10 on 2010, 27 on 2013+).",
+        "Lower ews_max_concurrency below the policy's EWSMaxConcurrency.",
+    ),
+    Entry(
+        "HttpThrottled",
+        T,
+        "Exchange (or a proxy in front of it) answered HTTP 429 Too Many Requests.",
+        "A load balancer or Exchange's own throttling limits the request rate.",
+        "Usually nothing: calsync waits as long as Retry-After asks. If it persists, lower ews_max_concurrency.",
+    ),
+    Entry(
+        "HttpUnavailable",
+        T,
+        "Exchange answered HTTP 503 Service Unavailable.",
+        "Exchange or its load balancer is restarting or overloaded.",
+        "Usually nothing: calsync retries after Retry-After. If it lasts, check Exchange's health.",
+    ),
+    Entry(
+        "HttpError",
+        T,
+        "Exchange answered with an unexpected HTTP error.",
+        "A proxy or Exchange itself failed to serve EWS.",
+        "Check the EWS endpoint in a browser and Exchange's logs.",
+    ),
+    Entry(
+        "ConnectionReset",
+        T,
+        "The connection to Exchange broke in the middle of a request.",
+        "A load balancer or Exchange dropped the connection (restart, idle timeout).",
+        "Usually nothing: calsync retries. If it persists, check the load balancer's timeouts.",
+    ),
+    Entry(
+        "TruncatedResponse",
+        T,
+        "Exchange's answer arrived incomplete; it was discarded and the batch will be retried.",
+        "A proxy or load balancer cut the response short, or the connection dropped mid-answer.",
+        "Usually nothing: nothing was written from the partial answer. If it persists, check proxies between "
+        "the workers and Exchange (response size limits, timeouts).",
+    ),
+    Entry(
+        "ExchangeTimeout",
+        T,
+        "Exchange did not answer in time.",
+        "Exchange is overloaded or a request was too large.",
+        "Usually nothing: calsync retries. If it persists, lower batch_size.",
+    ),
+    Entry(
+        "ErrorTimeoutExpired",
+        T,
+        "Exchange gave up on a request that took too long.",
+        "Exchange is overloaded or the mailbox is very large.",
+        "Usually nothing: calsync retries. If it persists, lower batch_size.",
+    ),
+    Entry(
+        "ErrorMailboxMoveInProgress",
+        T,
+        "The operator's mailbox is being moved.",
+        "An administrator is moving the mailbox between databases.",
+        "Nothing: calsync retries, and resyncs if the move invalidates its sync state.",
+    ),
+    Entry(
+        "ErrorMailboxStoreUnavailable",
+        T,
+        "The mailbox database holding the operator's mailbox is unavailable.",
+        "The database is dismounted or failing over.",
+        "Check the database's mount state in Exchange.",
+    ),
+    Entry(
+        "ErrorTooManyObjectsOpened",
+        T,
+        "Exchange has too many objects open for the service account.",
+        "Too many concurrent requests from the service account.",
+        "Lower ews_max_concurrency.",
+    ),
+    Entry(
+        "ErrorInternalServerTransientError",
+        T,
+        "Exchange reported a temporary internal error.",
+        "A transient failure inside Exchange.",
+        "Usually nothing: calsync retries. If it persists, check Exchange's event log.",
+    ),
+    Entry(
+        "ErrorConnectionFailedTransientError",
+        T,
+        "Exchange could not reach the mailbox's server.",
+        "A transient failure between Exchange servers.",
+        "Usually nothing: calsync retries.",
+    ),
+    Entry(
+        "ErrorInternalServerError",
+        T,
+        "Exchange reported an internal error.",
+        "A failure inside Exchange.",
+        "If it persists, check Exchange's event log for the time given in the email.",
+    ),
+    Entry(
+        "MalformedResponse",
+        T,
+        "Exchange's answer could not be understood.",
+        "A proxy returned an HTML error page, or the response was cut short.",
+        "If it persists, check what sits between the workers and Exchange.",
+    ),
+    Entry(
+        "TransportError",
+        T,
+        "The request to Exchange failed below EWS.",
+        "A network or HTTP-level problem.",
+        "If it persists, check connectivity from the workers to exchange_url.",
+    ),
+    Entry(
+        "DatabaseUnavailable",
+        T,
+        "calsync's Postgres database could not be reached.",
+        "Postgres restarted, failed over, or ran out of connections.",
+        "Usually nothing: the batch is retried under the same lease. Check Postgres if it persists.",
+    ),
+    Entry(
+        "RedisUnavailable",
+        T,
+        "calsync's Redis could not be reached.",
+        "Redis restarted or failed over.",
+        "Usually nothing: the batch is retried. Check Redis if it persists.",
+    ),
+    Entry(
+        "UnexpectedError",
+        T,
+        "calsync hit an error it does not know.",
+        "A bug, or an Exchange answer calsync has not seen before.",
+        "Report it with the error message from `calsync status` or the worker log.",
+    ),
+)
+
+CATALOGUE: dict[str, Entry] = {e.code: e for e in _ENTRIES}
+
+UNKNOWN_EWS = Entry(
+    "OtherExchangeError",
+    T,
+    "Exchange returned an error calsync has no specific entry for.",
+    "See the Exchange response code in the message; Microsoft documents each one (ResponseCode).",
+    "Look the code up in Microsoft's EWS ResponseCode reference; calsync retries until the notification timeout.",
+)
+
+
+def lookup(code: str) -> Entry:
+    """The entry for `code`; Exchange codes without an entry share one generic text that names them."""
+    entry = CATALOGUE.get(code)
+    if entry is not None:
+        return entry
+    return Entry(code, UNKNOWN_EWS.disposition, f"{UNKNOWN_EWS.message} ({code})", UNKNOWN_EWS.cause, UNKNOWN_EWS.fix)
+
+
+def markdown_table() -> str:
+    """The catalogue as the Markdown table in docs/failures.md."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| Code | Kind | Message | Cause | Fix |", "| --- | --- | --- | --- | --- |"]
+    for e in (*_ENTRIES, UNKNOWN_EWS):
+        lines.append(f"| `{e.code}` | {e.disposition.value} | {cell(e.message)} | {cell(e.cause)} | {cell(e.fix)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # regenerate the table in docs/failures.md
+    print(markdown_table(), end="")

@@ -1,0 +1,74 @@
+"""Fast publication of many first-batch messages: one dispatcher tick may start 100,000 chains.
+
+Celery's apply_async costs about half a millisecond per task (routing, declaring, repr,
+events), which makes a tick of 100,000 operators take close to a minute. Every message of a
+tick differs only in its task id and arguments, so one message is built by Celery itself as
+a template and the rest are produced from it and pushed through one Redis pipeline per
+chunk, exactly as kombu's Redis transport stores them (tests/unit/test_publish.py compares
+the two formats so a kombu upgrade that changes it fails loudly).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from kombu.utils.uuid import uuid
+
+SYNC_QUEUE = "sync"
+TASK_NAME = "calsync.sync_batch"
+
+
+def build_template(app: Any) -> dict[str, Any]:
+    """A complete kombu message for calsync.sync_batch, made by Celery's own code."""
+    task_id = uuid()
+    msg = app.amqp.as_task_v2(
+        task_id, TASK_NAME, args=(0, 0), kwargs={}, ignore_result=True,
+        time_limit=app.conf.task_time_limit, soft_time_limit=app.conf.task_soft_time_limit,
+    )  # fmt: skip
+    headers, properties, body = msg.headers, dict(msg.properties), msg.body
+    properties.update(
+        delivery_mode=2,
+        delivery_info={"exchange": "", "routing_key": SYNC_QUEUE},
+        priority=0,
+        body_encoding="base64",
+        delivery_tag=uuid(),
+    )
+    return {
+        "body": _encode_body(body),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": properties,
+        "_embed": body[2],
+    }
+
+
+def _encode_body(body: Any) -> str:
+    return base64.b64encode(json.dumps(body).encode()).decode()
+
+
+def render(template: dict[str, Any], operator_id: int, token: int) -> str:
+    task_id = uuid()
+    msg = copy.copy(template)
+    embed = msg.pop("_embed")
+    msg["body"] = _encode_body([[operator_id, token], {}, embed])
+    headers = dict(template["headers"])
+    headers.update(id=task_id, root_id=task_id, argsrepr=f"({operator_id}, {token})")
+    props = dict(template["properties"])
+    props.update(correlation_id=task_id, delivery_tag=uuid())
+    msg["headers"], msg["properties"] = headers, props
+    return json.dumps(msg)
+
+
+def publish_first_batches(app: Any, client: redis.Redis, claimed: Sequence[tuple[int, int]], chunk: int = 2000) -> None:
+    template = build_template(app)
+    for i in range(0, len(claimed), chunk):
+        pipe = client.pipeline(transaction=False)
+        for operator_id, token in claimed[i : i + chunk]:
+            pipe.lpush(SYNC_QUEUE, render(template, operator_id, token))
+        pipe.execute()

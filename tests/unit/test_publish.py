@@ -1,0 +1,40 @@
+"""The dispatcher's fast publication writes exactly the message Celery itself would.
+
+Compared on a real Redis: a kombu upgrade that changes the stored format fails here, not in
+production.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+VOLATILE_HEADERS = {"id", "root_id", "origin"}
+VOLATILE_PROPERTIES = {"correlation_id", "delivery_tag", "reply_to"}
+
+
+def _stable(msg: dict[str, Any]) -> dict[str, Any]:
+    out = dict(msg)
+    out["headers"] = {k: v for k, v in msg["headers"].items() if k not in VOLATILE_HEADERS}
+    out["properties"] = {k: v for k, v in msg["properties"].items() if k not in VOLATILE_PROPERTIES}
+    out["body"] = json.loads(base64.b64decode(msg["body"]))
+    return out
+
+
+def test_fast_path_message_equals_celerys_own(clean_redis: Any) -> None:
+    from calsync.celery import app
+    from calsync.tasks.base import broker_client
+    from calsync.tasks.publish import SYNC_QUEUE, publish_first_batches
+    from calsync.tasks.sync import sync_batch
+
+    sync_batch.apply_async((41, 42))
+    celerys = json.loads(clean_redis.lpop(SYNC_QUEUE))
+    publish_first_batches(app, broker_client(), [(41, 42), (43, 44)])
+    fast = [json.loads(clean_redis.rpop(SYNC_QUEUE)) for _ in range(2)]
+    assert _stable(fast[0]) == _stable(celerys)
+    assert fast[1]["headers"]["argsrepr"] == "(43, 44)"
+    ids = {m["headers"]["id"] for m in fast} | {celerys["headers"]["id"]}
+    tags = {m["properties"]["delivery_tag"] for m in fast}
+    assert len(ids) == 3 and len(tags) == 2, "every message has its own task id and delivery tag"
+    assert fast[0]["headers"]["root_id"] == fast[0]["headers"]["id"] == fast[0]["properties"]["correlation_id"]
