@@ -180,17 +180,24 @@ def _summary(conn: psycopg.Connection[Any], changed_at: dt.datetime, first_secs:
     rows = conn.execute(
         """
         SELECT o.email, s.status, s.last_success_at,
-               (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id) AS appointments,
+               (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id
+                   AND a.kind IN ('single', 'series')) AS appointments,
+               (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id
+                   AND a.kind IN ('occurrence', 'exception')) AS occurrences,
                (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id AND a.is_cancelled) AS cancelled
           FROM operators o JOIN sync_state s ON s.operator_id = o.id ORDER BY o.email
         """
     ).fetchall()
     print()
-    print(f"{'operator':<28} {'appointments':>12} {'cancelled':>9}  {'status':<10} last sync (UTC)")
+    print(f"{'operator':<28} {'appointments':>12} {'occurrences':>11} {'cancelled':>9}  {'status':<10} last sync (UTC)")
     for r in rows:
         last = r["last_success_at"].strftime("%H:%M:%S") if r["last_success_at"] else "-"
-        print(f"{r['email']:<28} {r['appointments']:>12} {r['cancelled']:>9}  {r['status']:<10} {last}")
+        print(
+            f"{r['email']:<28} {r['appointments']:>12} {r['occurrences']:>11} {r['cancelled']:>9}  "
+            f"{r['status']:<10} {last}"
+        )
     total = sum(r["appointments"] for r in rows)
+    occurrences = sum(r["occurrences"] for r in rows)
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
@@ -202,7 +209,10 @@ def _summary(conn: psycopg.Connection[Any], changed_at: dt.datetime, first_secs:
     assert second is not None
     print()
     print(f"operators: {len(rows)} ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})")
-    print(f"appointments mirrored: {total} (first sync of all operators took {first_secs:.1f}s)")
+    print(
+        f"appointments mirrored: {total} singles and series, plus {occurrences} occurrences of the series "
+        f"(first sync of all operators took {first_secs:.1f}s)"
+    )
     print(
         f"changes seen by the polls after the edits: {second['c']} created, {second['u']} updated "
         f"(cancellations included), {second['d']} deleted, in {second['runs']} sync runs ({second_secs:.1f}s)"
