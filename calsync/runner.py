@@ -16,7 +16,7 @@ from calsync.config import env
 from calsync.settings import SyncSettings
 from calsync.source.errors import InvalidCursor, SourceError
 from calsync.source.port import CalendarSource
-from calsync.store import appointments, sync_state
+from calsync.store import appointments, failures, sync_state
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
 from calsync.sync.batch import exceptions_to_fetch, items_to_fetch, plan_batch
@@ -46,6 +46,8 @@ class BatchOutcome:
     skipped_reason: str | None = None
     occurrences_written: int = 0  # occurrence/exception rows, apart from Exchange items
     occurrences_deleted: int = 0
+    run_seconds: float | None = None  # set by the batch that finished the run
+    recovery_owed: bool = False  # the run ended a failure episode that was emailed
 
 
 def window_for(settings: SyncSettings, now: dt.datetime) -> Window:
@@ -95,6 +97,8 @@ def run_batch(
         raise BatchFailed(exc, operator_id, token) from exc
 
     full_sync = state.stage in ("initial", "resync")
+    run_seconds: float | None = None
+    recovery_owed = False
     with transaction() as conn:
         sync_state.lock_fenced(conn, operator_id, token)
         run_id = state.run_id
@@ -119,7 +123,9 @@ def run_batch(
         if page.includes_last:
             if full_sync:
                 deleted += appointments.sweep_unseen(conn, operator_id, state.generation)
-            sync_state.finish_success(conn, operator_id, run_id, settings.poll_interval_minutes)
+            run_seconds = sync_state.finish_success(conn, operator_id, run_id, settings.poll_interval_minutes)
+            # In the same transaction: a run that succeeds ends the operator's failure episode.
+            recovery_owed = failures.close_episode(conn, operator_id)
     return BatchOutcome(
         operator_id,
         token if not page.includes_last else None,
@@ -130,4 +136,6 @@ def run_batch(
         unchanged=plan.unchanged,
         occurrences_written=counts.occurrences_written,
         occurrences_deleted=counts.occurrences_deleted,
+        run_seconds=run_seconds,
+        recovery_owed=recovery_owed,
     )

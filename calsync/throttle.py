@@ -19,7 +19,12 @@ import redis
 from calsync.source.errors import Disposition, SourceError
 
 _ACQUIRE = """
-local key, now, ttl, limit, holder = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local key, nbkey = KEYS[1], KEYS[2]
+local now, ttl, limit, holder = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local not_before = tonumber(redis.call('GET', nbkey) or '0')
+if not_before > now then
+  return -math.ceil((not_before - now) * 1000)
+end
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
 if redis.call('ZCARD', key) < limit then
   redis.call('ZADD', key, now + ttl, holder)
@@ -80,17 +85,17 @@ class AccountThrottle:
         holder = uuid.uuid4().hex
         delay = 0.005
         while True:
-            wait = self.not_before() - time.time()
-            if wait > 0:
+            # One round trip: the back-off check and the slot are taken atomically, so a
+            # back-off published by another worker is never jumped.
+            args = [time.time(), self.hold_seconds, self.limit, holder]
+            got = int(self._acquire(keys=[self._sem_key, self._nb_key], args=args))
+            if got == 1:
+                break
+            if got < 0:
+                wait = -got / 1000.0
                 if time.monotonic() + wait > deadline:
                     raise ThrottleBusy(wait)
                 time.sleep(wait)
-                continue
-            if self._acquire(keys=[self._sem_key], args=[time.time(), self.hold_seconds, self.limit, holder]):
-                if self.not_before() <= time.time():
-                    break
-                # A back-off arrived while we queued for the slot: honour it too.
-                self.client.zrem(self._sem_key, holder)
                 continue
             if time.monotonic() > deadline:
                 raise ThrottleBusy(1.0)

@@ -159,16 +159,3 @@ def mark_notified(conn: psycopg.Connection[Any], failures: list[int], recoveries
         conn.execute("UPDATE failure_episodes SET notified_at = now() WHERE id = ANY(%s)", (failures,))
     if recoveries:
         conn.execute("UPDATE failure_episodes SET recovery_notified_at = now() WHERE id = ANY(%s)", (recoveries,))
-
-
-def finished_run_seconds(conn: psycopg.Connection[Any], operator_id: int) -> float | None:
-    """Duration of the operator's run that just succeeded (for the run-duration metric)."""
-    row = conn.execute(
-        """
-        SELECT extract(epoch FROM finished_at - started_at) AS secs FROM sync_runs
-         WHERE operator_id = %s AND status = 'succeeded' AND finished_at > now() - interval '1 minute'
-         ORDER BY finished_at DESC LIMIT 1
-        """,
-        (operator_id,),
-    ).fetchone()
-    return float(row["secs"]) if row and row["secs"] is not None else None

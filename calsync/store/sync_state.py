@@ -127,8 +127,13 @@ def record_batch(
     )
 
 
-def finish_success(conn: psycopg.Connection[Any], operator_id: int, run_id: int, poll_interval_minutes: float) -> None:
-    """Last batch: the mailbox is in sync; release the lease and schedule the next poll."""
+def finish_success(
+    conn: psycopg.Connection[Any], operator_id: int, run_id: int, poll_interval_minutes: float
+) -> float | None:
+    """Last batch: the mailbox is in sync; release the lease and schedule the next poll.
+
+    Returns how long the run took (seconds), for the run-duration metric.
+    """
     conn.execute(
         """
         UPDATE sync_state SET stage = 'incremental', status = 'active', in_flight = false,
@@ -143,10 +148,12 @@ def finish_success(conn: psycopg.Connection[Any], operator_id: int, run_id: int,
         """,
         {"op": operator_id, "secs": poll_interval_minutes * 60.0},
     )
-    conn.execute(
-        "UPDATE sync_runs SET status = 'succeeded', finished_at = now() WHERE id = %s",
+    row = conn.execute(
+        "UPDATE sync_runs SET status = 'succeeded', finished_at = now() WHERE id = %s "
+        "RETURNING extract(epoch FROM finished_at - started_at) AS secs",
         (run_id,),
-    )
+    ).fetchone()
+    return float(row["secs"]) if row and row["secs"] is not None else None
 
 
 def restart_full_sync(conn: psycopg.Connection[Any], operator_id: int) -> None:

@@ -107,12 +107,10 @@ def _success(outcome: BatchOutcome, probe: bool) -> Step:
             metrics.ITEMS.labels(change).inc(n)
     if outcome.more:
         return Step(result, "more", next_token=outcome.token, notify=owed)
-    with transaction() as conn:
-        owed = failures.close_episode(conn, op) or owed
-        seconds = failures.finished_run_seconds(conn, op)
+    owed = outcome.recovery_owed or owed
     metrics.RUNS.labels("succeeded").inc()
-    if seconds is not None:
-        metrics.RUN_DURATION.observe(seconds)
+    if outcome.run_seconds is not None:
+        metrics.RUN_DURATION.observe(outcome.run_seconds)
     return Step(result, "done", notify=owed)
 
 
