@@ -55,6 +55,7 @@ task_routes = {
     "calsync.dispatch": {"queue": "dispatch"},
     "calsync.sync_batch": {"queue": "sync"},
     "calsync.roll_horizon": {"queue": "dispatch"},
+    "calsync.roll_horizon_chunk": {"queue": "dispatch"},
     "calsync.notify.*": {"queue": "notify"},
 }
 

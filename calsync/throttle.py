@@ -87,7 +87,7 @@ class AccountThrottle:
         while True:
             # One round trip: the back-off check and the slot are taken atomically, so a
             # back-off published by another worker is never jumped.
-            args = [time.time(), self.hold_seconds, self.limit, holder]
+            args: list[str | float | int] = [time.time(), self.hold_seconds, self.limit, holder]
             got = int(self._acquire(keys=[self._sem_key, self._nb_key], args=args))
             if got == 1:
                 break

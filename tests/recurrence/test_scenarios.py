@@ -245,9 +245,12 @@ def test_the_horizon_roll_adds_what_entered_it_and_nothing_else(
 
 def test_the_roll_task_is_registered_and_runs(rec_db: psycopg.Connection[Any]) -> None:
     from calsync.celery import app
-    from calsync.tasks.horizon import roll_horizon_task
+    from calsync.tasks.horizon import roll_horizon_chunk, roll_horizon_task
 
     assert app.conf.task_routes["calsync.roll_horizon"] == {"queue": "dispatch"}
+    assert app.conf.task_routes["calsync.roll_horizon_chunk"] == {"queue": "dispatch"}
     assert "calsync.roll_horizon" in {e["task"] for e in app.conf.beat_schedule.values()}
     result = roll_horizon_task.apply()
-    assert result.successful() and set(result.get()) == {"operators", "series", "added"}
+    assert result.successful() and set(result.get()) == {"operators"}
+    chunk = roll_horizon_chunk.apply(args=([],))
+    assert chunk.successful() and chunk.get() == {"operators": 0, "series": 0, "added": 0}
