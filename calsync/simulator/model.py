@@ -13,6 +13,8 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from calsync.simulator.recurrence import MONTH_NAMES
+
 UTC = dt.UTC
 
 SENSITIVITIES = ("Normal", "Personal", "Private", "Confidential")
@@ -22,20 +24,6 @@ BODY_TYPES = ("HTML", "Text")
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 RELATIVE_DAYS = (*DAY_NAMES, "Day", "Weekday", "WeekendDay")
 DAY_INDEXES = ("First", "Second", "Third", "Fourth", "Last")
-MONTH_NAMES = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 PATTERN_TYPES = (
     "Daily",
     "Weekly",

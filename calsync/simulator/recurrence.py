@@ -55,7 +55,7 @@ _DAY_SETS: dict[str, frozenset[int]] = {
     "weekendday": frozenset({5, 6}),
 }
 # Spelled out rather than taken from calendar.month_name, which follows the process locale.
-_MONTHS = (
+MONTH_NAMES = (
     "January",
     "February",
     "March",
@@ -69,7 +69,7 @@ _MONTHS = (
     "November",
     "December",
 )
-_MONTH_INDEX = {name.lower(): i for i, name in enumerate(_MONTHS, start=1)}
+_MONTH_INDEX = {name.lower(): i for i, name in enumerate(MONTH_NAMES, start=1)}
 # DayOfWeekIndexType -> position in the month's list of matching days.
 _POSITION = {"first": 0, "second": 1, "third": 2, "fourth": 3, "last": -1}
 _PATTERN_TYPES = ("Daily", "Weekly", "AbsoluteMonthly", "RelativeMonthly", "AbsoluteYearly", "RelativeYearly")
@@ -362,7 +362,7 @@ def _parse(recurrence: Mapping[str, Any]) -> _Series:
         # Feb 29 is allowed (it falls on Feb 28 in common years); Feb 30 or April 31 is not.
         max_day = 29 if month == 2 else _last_day(2001, month)
         if dom > max_day:
-            month_name = _MONTHS[month - 1]
+            month_name = MONTH_NAMES[month - 1]
             raise RecurrenceError(f"{where}: day_of_month must be in 1..{max_day} for {month_name}")
         series = _Series(**common, day_of_month=dom, month=month)
     else:  # RelativeMonthly / RelativeYearly
