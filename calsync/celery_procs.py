@@ -24,12 +24,25 @@ def start_worker(
     queues: str = "dispatch,sync,notify",
     log_file: Path | None = None,
     loglevel: str = "WARNING",
+    supervised: bool = False,
 ) -> subprocess.Popen[bytes]:
+    """A worker process; `supervised` restarts it when it exits (see _supervise).
+
+    Celery's worker can die with "Unrecoverable error" when the broker connection drops while
+    a thread acknowledges a message (a long-standing kombu race on the Redis transport), so
+    production runs workers under a supervisor, and so does the broker-restart test.
+    """
     args = [
         CELERY, "-A", "calsync", "worker", "-n", f"{name}@%h", "-Q", queues, "-P", pool,
         "-c", str(concurrency), "-l", loglevel, "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    return _spawn(args, env, log_file)
+    return _spawn(_supervise(args, "worker") if supervised else args, env, log_file)
+
+
+def _supervise(args: list[str], name: str) -> list[str]:
+    """Run `args` again whenever it exits, as systemd's Restart=always or compose's restart: would."""
+    loop = f'while true; do "$@"; echo "{name} exited ($?); restarting"; sleep 1; done'
+    return ["bash", "-c", loop, name, *args]
 
 
 def start_beat(
@@ -41,9 +54,7 @@ def start_beat(
     purpose; a deployment runs beat under a supervisor that starts it again.
     """
     args = [CELERY, "-A", "calsync", "beat", "-l", loglevel]
-    if supervised:
-        args = ["bash", "-c", 'while true; do "$@"; echo "beat exited ($?); restarting"; sleep 1; done', "beat", *args]
-    return _spawn(args, env, log_file)
+    return _spawn(_supervise(args, "beat") if supervised else args, env, log_file)
 
 
 def _spawn(args: list[str], env: Mapping[str, str], log_file: Path | None) -> subprocess.Popen[bytes]:

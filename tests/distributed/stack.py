@@ -48,11 +48,16 @@ class Stack:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def worker(
-        self, name: str, concurrency: int = 8, pool: str = "threads", queues: str = "dispatch,sync,notify"
+        self,
+        name: str,
+        concurrency: int = 8,
+        pool: str = "threads",
+        queues: str = "dispatch,sync,notify",
+        supervised: bool = False,
     ) -> None:
         self.procs[name] = celery_procs.start_worker(
             name, self.env, concurrency=concurrency, pool=pool, queues=queues,
-            log_file=self.logs / f"{name}.log", loglevel="INFO",
+            log_file=self.logs / f"{name}.log", loglevel="INFO", supervised=supervised,
         )  # fmt: skip
 
     def beat(self, name: str, supervised: bool = False) -> None:
