@@ -54,6 +54,7 @@ task_queues = (Queue("dispatch"), Queue("sync"), Queue("notify"))
 task_routes = {
     "calsync.dispatch": {"queue": "dispatch"},
     "calsync.sync_batch": {"queue": "sync"},
+    "calsync.poll_chunk": {"queue": "sync"},
     "calsync.roll_horizon": {"queue": "dispatch"},
     "calsync.roll_horizon_chunk": {"queue": "dispatch"},
     "calsync.notify.*": {"queue": "notify"},

@@ -8,7 +8,14 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
 app = Celery(
-    "calsync", include=["calsync.tasks.sync", "calsync.tasks.dispatch", "calsync.tasks.horizon", "calsync.tasks.notify"]
+    "calsync",
+    include=[
+        "calsync.tasks.sync",
+        "calsync.tasks.poll",
+        "calsync.tasks.dispatch",
+        "calsync.tasks.horizon",
+        "calsync.tasks.notify",
+    ],
 )
 app.config_from_object("celeryconfig")
 

@@ -47,6 +47,8 @@ class EnvConfig(BaseSettings):
     # killed worker's lease or message comes back within seconds instead of minutes.
     dispatch_tick_seconds: float = Field(default=10.0, gt=0, le=3600)
     lease_seconds: float = Field(default=300.0, gt=0, le=86400)
+    # In-sync operators polled one after another by one task (calsync.tasks.poll).
+    poll_chunk_size: int = Field(default=25, ge=1, le=500)
     visibility_timeout: int = Field(default=3600, ge=10, le=7 * 86400)
     redbeat_lock_timeout: int = Field(default=30, ge=3, le=3600)
 

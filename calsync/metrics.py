@@ -51,6 +51,15 @@ BATCHES = Counter(
 BATCH_DURATION = Histogram(
     "calsync_sync_batch_duration_seconds", "Wall time of one batch task", ["outcome"], buckets=_LATENCY
 )
+POLLS = Counter(
+    "calsync_polls",
+    "Operators handled by poll chunks: quiet (nothing changed, settled in bulk), batch (changes or a failure: "
+    "a batch ran), lost (lease moved on), deferred (throttled or over budget), handed_off (to single batches)",
+    ["outcome"],
+)
+POLL_CHUNK_DURATION = Histogram(
+    "calsync_poll_chunk_duration_seconds", "Wall time of one poll chunk task", buckets=_LATENCY
+)
 RUNS = Counter("calsync_sync_runs", "Finished sync runs (first batch to in-sync, or given up)", ["outcome"])
 RUN_DURATION = Histogram(
     "calsync_sync_run_duration_seconds", "Wall time of successful sync runs, first batch to in-sync",

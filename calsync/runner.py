@@ -20,7 +20,7 @@ from calsync.store import appointments, failures, sync_state
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
 from calsync.sync.batch import exceptions_to_fetch, items_to_fetch, plan_batch
-from calsync.sync.model import Window
+from calsync.sync.model import SyncPage, Window
 
 
 class BatchFailed(Exception):
@@ -65,7 +65,10 @@ def run_batch(
     token: int | None,
     owner: str,
     now: dt.datetime | None = None,
+    prefetched: tuple[str | None, SyncPage] | None = None,
 ) -> BatchOutcome:
+    """`prefetched`: a page a quiet poll already read, with the cursor it was read from; it
+    is used when that cursor is still the operator's (otherwise the page is read again)."""
     with transaction() as conn:
         state = sync_state.take_lease(conn, operator_id, token, owner, env().lease_seconds)
         if state is None:
@@ -77,7 +80,10 @@ def run_batch(
     window = window_for(settings, now or dt.datetime.now(dt.UTC))
 
     try:
-        page = source.sync_page(state.email, state.cursor, settings.batch_size)
+        if prefetched is not None and prefetched[0] == state.cursor:
+            page = prefetched[1]
+        else:
+            page = source.sync_page(state.email, state.cursor, settings.batch_size)
         ids = [c.item_id for c in page.changes]
         known: dict[str, str] = {}
         if ids:

@@ -34,6 +34,22 @@ end
 return 0
 """
 
+# A holder that keeps its slot across several requests: check the back-off, extend the slot.
+_RENEW = """
+local key, nbkey = KEYS[1], KEYS[2]
+local now, ttl, holder = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local not_before = tonumber(redis.call('GET', nbkey) or '0')
+if not_before > now then
+  return -math.ceil((not_before - now) * 1000)
+end
+if not redis.call('ZSCORE', key, holder) then
+  return 0
+end
+redis.call('ZADD', key, now + ttl, holder)
+redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + 1000)
+return 1
+"""
+
 
 class ThrottleBusy(SourceError):
     """No slot became free in time; the task retries later instead of holding a worker slot.
@@ -61,6 +77,7 @@ class AccountThrottle:
         self._sem_key = f"calsync:ews:sem:{self.account}"
         self._nb_key = f"calsync:ews:notbefore:{self.account}"
         self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
 
     def not_before(self) -> float:
         raw = self.client.get(self._nb_key)
@@ -78,11 +95,8 @@ class AccountThrottle:
             int(seconds * 1000) + 1000,
         )
 
-    @contextmanager
-    def slot(self, max_wait: float = 10.0) -> Iterator[None]:
-        """Hold one of the account's slots for one EWS request."""
+    def _take(self, holder: str, max_wait: float) -> None:
         deadline = time.monotonic() + max_wait
-        holder = uuid.uuid4().hex
         delay = 0.005
         while True:
             # One round trip: the back-off check and the slot are taken atomically, so a
@@ -90,7 +104,7 @@ class AccountThrottle:
             args: list[str | float | int] = [time.time(), self.hold_seconds, self.limit, holder]
             got = int(self._acquire(keys=[self._sem_key, self._nb_key], args=args))
             if got == 1:
-                break
+                return
             if got < 0:
                 wait = -got / 1000.0
                 if time.monotonic() + wait > deadline:
@@ -101,7 +115,48 @@ class AccountThrottle:
                 raise ThrottleBusy(1.0)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    @contextmanager
+    def slot(self, max_wait: float = 10.0) -> Iterator[None]:
+        """Hold one of the account's slots for one EWS request."""
+        holder = uuid.uuid4().hex
+        self._take(holder, max_wait)
         try:
             yield
         finally:
             self.client.zrem(self._sem_key, holder)
+
+    @contextmanager
+    def lane(self, max_wait: float = 10.0) -> Iterator[Lane]:
+        """Hold one slot for a sequence of requests made one after another (a chunk of polls).
+
+        The requests of a lane are never concurrent, so one slot is the honest count; each
+        request after the first re-checks the back-off and extends the slot in one round
+        trip instead of taking and returning a slot (two).
+        """
+        holder = uuid.uuid4().hex
+        self._take(holder, max_wait)
+        try:
+            yield Lane(self, holder)
+        finally:
+            self.client.zrem(self._sem_key, holder)
+
+
+class Lane:
+    def __init__(self, throttle: AccountThrottle, holder: str) -> None:
+        self.throttle = throttle
+        self.holder = holder
+        self._fresh = True  # just taken: the acquire has checked the back-off already
+
+    def before_request(self) -> None:
+        """Raise ThrottleBusy instead of waiting: a lane's caller defers its remaining work."""
+        if self._fresh:
+            self._fresh = False
+            return
+        t = self.throttle
+        args: list[str | float | int] = [time.time(), t.hold_seconds, self.holder]
+        got = int(t._renew(keys=[t._sem_key, t._nb_key], args=args))
+        if got < 0:
+            raise ThrottleBusy(-got / 1000.0)
+        if got == 0:  # the slot outlived hold_seconds and was reclaimed: queue again
+            t._take(self.holder, max_wait=10.0)

@@ -8,7 +8,7 @@ race between beats) can never claim the same operator twice.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -20,9 +20,15 @@ def take_slot(conn: psycopg.Connection[Any], slot: dt.datetime) -> bool:
     return row is not None
 
 
-def claim_due(
-    conn: psycopg.Connection[Any], slack_seconds: float, lease_seconds: float, limit: int
-) -> list[tuple[int, int]]:
+class Claim(NamedTuple):
+    operator_id: int
+    token: int
+    # In sync and healthy: its poll can go in a chunk (calsync.tasks.poll); otherwise
+    # (first sync, resync, failing) it runs as its own chain of batches.
+    quiet: bool
+
+
+def claim_due(conn: psycopg.Connection[Any], slack_seconds: float, lease_seconds: float, limit: int) -> list[Claim]:
     rows = conn.execute(
         """
         WITH due AS (
@@ -42,11 +48,12 @@ def claim_due(
                updated_at = now()
           FROM due
          WHERE s.operator_id = due.operator_id
-        RETURNING s.operator_id, s.lease_token
+        RETURNING s.operator_id, s.lease_token,
+                  s.stage = 'incremental' AND s.status = 'active' AND s.failing_since IS NULL AS quiet
         """,
         {"slack": slack_seconds, "lease": lease_seconds, "limit": limit},
     ).fetchall()
-    return [(r["operator_id"], r["lease_token"]) for r in rows]
+    return [Claim(r["operator_id"], r["lease_token"], r["quiet"]) for r in rows]
 
 
 def record_tick(conn: psycopg.Connection[Any], slot: dt.datetime, operators: int) -> None:

@@ -138,7 +138,7 @@ def finish_success(
         """
         UPDATE sync_state SET stage = 'incremental', status = 'active', in_flight = false,
                lease_expires_at = NULL, lease_owner = NULL, current_run_id = NULL,
-               last_success_at = now(), attempts = 0, failing_since = NULL,
+               last_success_at = now(), attempts = 0, failing_since = NULL, polls_total = polls_total + 1,
                last_error_code = NULL, last_error_message = NULL,
                -- The interval counts from when the poll was claimed, so a mailbox is polled
                -- every interval, not every interval plus its own sync time.

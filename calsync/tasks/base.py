@@ -21,7 +21,6 @@ from calsync.config import ConfigError, env
 from calsync.settings import SyncSettings
 from calsync.source.ews.connection import EwsEndpoint
 from calsync.source.ews.source import EwsSource
-from calsync.source.port import CalendarSource
 from calsync.source.throttled import ThrottledSource
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
@@ -85,7 +84,7 @@ def service_account() -> tuple[str, str]:
     return cfg.ews_username, password
 
 
-def source_for(settings: SyncSettings) -> CalendarSource:
+def source_for(settings: SyncSettings) -> ThrottledSource:
     user, password = service_account()
     key = (settings.exchange_url, settings.exchange_version.value, settings.ews_max_concurrency, user, password)
     with _lock:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+from collections.abc import Sequence
 
 from beat.schedule import DISPATCH_TICK_SECONDS
 from calsync.celery import app
@@ -11,12 +13,15 @@ from calsync.config import env
 from calsync.store import dispatch, pause
 from calsync.store.db import transaction
 from calsync.tasks.base import CalsyncTask, broker_client, current_settings
-from calsync.tasks.publish import publish_first_batches
+from calsync.tasks.poll import poll_chunk  # noqa: F401  (registers the task the chunks run)
+from calsync.tasks.publish import publish_first_batches, publish_poll_chunks
 from calsync.tasks.sync import sync_batch  # noqa: F401  (registers the task the chains run)
 
 log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 200_000
+# A small tick is cut into at least this many chunks, so that every worker thread gets work.
+MIN_CHUNKS = 64
 
 
 def slot_of(now: dt.datetime, tick_seconds: float = DISPATCH_TICK_SECONDS) -> dt.datetime:
@@ -25,9 +30,23 @@ def slot_of(now: dt.datetime, tick_seconds: float = DISPATCH_TICK_SECONDS) -> dt
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
 
 
-def enqueue_chains(claimed: list[tuple[int, int]]) -> None:
-    """Publish the first batch of each claimed operator's chain (see calsync.tasks.publish)."""
-    publish_first_batches(app, broker_client(), claimed)
+def chunked(claims: Sequence[tuple[int, int]], size: int, min_chunks: int = MIN_CHUNKS) -> list[list[tuple[int, int]]]:
+    """Cut quiet claims into chunks of at most `size`, but into at least `min_chunks` when there are enough."""
+    if not claims:
+        return []
+    n = max(1, min(size, math.ceil(len(claims) / min_chunks)))
+    return [list(claims[i : i + n]) for i in range(0, len(claims), n)]
+
+
+def enqueue_chains(claimed: Sequence[dispatch.Claim | tuple[int, int]]) -> None:
+    """Start what each claim needs: a chunk of quiet polls, or the first batch of a chain."""
+    quiet = [(c[0], c[1]) for c in claimed if isinstance(c, dispatch.Claim) and c.quiet]
+    single = [(c[0], c[1]) for c in claimed if not (isinstance(c, dispatch.Claim) and c.quiet)]
+    client = broker_client()
+    if quiet:
+        publish_poll_chunks(app, client, chunked(quiet, env().poll_chunk_size))
+    if single:
+        publish_first_batches(app, client, single)
 
 
 @app.task(bind=True, base=CalsyncTask, name="calsync.dispatch", acks_late=False)

@@ -1,4 +1,4 @@
-"""Fast publication of many first-batch messages: one dispatcher tick may start 100,000 chains.
+"""Fast publication of many task messages: one dispatcher tick may start 100,000 chains.
 
 Celery's apply_async costs about half a millisecond per task (routing, declaring, repr,
 events), which makes a tick of 100,000 operators take close to a minute. Every message of a
@@ -21,13 +21,14 @@ from kombu.utils.uuid import uuid
 
 SYNC_QUEUE = "sync"
 TASK_NAME = "calsync.sync_batch"
+CHUNK_TASK_NAME = "calsync.poll_chunk"
 
 
-def build_template(app: Any) -> dict[str, Any]:
-    """A complete kombu message for calsync.sync_batch, made by Celery's own code."""
+def build_template(app: Any, task_name: str = TASK_NAME) -> dict[str, Any]:
+    """A complete kombu message for `task_name` (on the sync queue), made by Celery's own code."""
     task_id = uuid()
     msg = app.amqp.as_task_v2(
-        task_id, TASK_NAME, args=(0, 0), kwargs={}, ignore_result=True,
+        task_id, task_name, args=(0, 0), kwargs={}, ignore_result=True,
         time_limit=app.conf.task_time_limit, soft_time_limit=app.conf.task_soft_time_limit,
     )  # fmt: skip
     headers, properties, body = msg.headers, dict(msg.properties), msg.body
@@ -52,13 +53,13 @@ def _encode_body(body: Any) -> str:
     return base64.b64encode(json.dumps(body).encode()).decode()
 
 
-def render(template: dict[str, Any], operator_id: int, token: int) -> str:
+def render(template: dict[str, Any], args: Sequence[Any]) -> str:
     task_id = uuid()
     msg = copy.copy(template)
     embed = msg.pop("_embed")
-    msg["body"] = _encode_body([[operator_id, token], {}, embed])
+    msg["body"] = _encode_body([list(args), {}, embed])
     headers = dict(template["headers"])
-    headers.update(id=task_id, root_id=task_id, argsrepr=f"({operator_id}, {token})")
+    headers.update(id=task_id, root_id=task_id, argsrepr=repr(tuple(args)))
     props = dict(template["properties"])
     props.update(correlation_id=task_id, delivery_tag=uuid())
     msg["headers"], msg["properties"] = headers, props
@@ -66,9 +67,21 @@ def render(template: dict[str, Any], operator_id: int, token: int) -> str:
 
 
 def publish_first_batches(app: Any, client: redis.Redis, claimed: Sequence[tuple[int, int]], chunk: int = 2000) -> None:
-    template = build_template(app)
-    for i in range(0, len(claimed), chunk):
+    """One calsync.sync_batch message (operator id, token) per claimed operator."""
+    _publish(client, build_template(app), [(op, token) for op, token in claimed], chunk)
+
+
+def publish_poll_chunks(
+    app: Any, client: redis.Redis, chunks: Sequence[Sequence[tuple[int, int]]], chunk: int = 2000
+) -> None:
+    """One calsync.poll_chunk message per chunk of (operator id, token) claims."""
+    args = [([[op, token] for op, token in claims],) for claims in chunks]
+    _publish(client, build_template(app, CHUNK_TASK_NAME), args, chunk)
+
+
+def _publish(client: redis.Redis, template: dict[str, Any], args: Sequence[Sequence[Any]], chunk: int) -> None:
+    for i in range(0, len(args), chunk):
         pipe = client.pipeline(transaction=False)
-        for operator_id, token in claimed[i : i + chunk]:
-            pipe.lpush(SYNC_QUEUE, render(template, operator_id, token))
+        for a in args[i : i + chunk]:
+            pipe.lpush(SYNC_QUEUE, render(template, a))
         pipe.execute()

@@ -31,9 +31,11 @@ from calsync.celery import app
 from calsync.runner import BatchFailed, BatchOutcome, run_batch
 from calsync.settings import SyncSettings
 from calsync.source.errors import Disposition, SourceError
+from calsync.source.port import CalendarSource
 from calsync.store import failures, pause
 from calsync.store.db import transaction
 from calsync.store.sync_state import LeaseLost
+from calsync.sync.model import SyncPage
 from calsync.tasks import notify
 from calsync.tasks.base import MAX_RETRY_COUNTDOWN, CalsyncTask, backoff_seconds, current_settings, source_for
 from calsync.throttle import ThrottleBusy
@@ -62,20 +64,34 @@ class Step:
     notify: bool = field(default=False)  # an email became owed
 
 
-def run_step(operator_id: int, token: int | None, owner: str, settings: SyncSettings | None = None) -> Step:
+def run_step(
+    operator_id: int,
+    token: int | None,
+    owner: str,
+    settings: SyncSettings | None = None,
+    *,
+    source: CalendarSource | None = None,
+    prefetched: tuple[str | None, SyncPage] | None = None,
+    gated: bool = False,
+) -> Step:
+    """One batch and its consequences. `gated`: the caller (a poll chunk) has seen that no
+    global pause exists, so the gate is not consulted again; `source` and `prefetched` let
+    that caller hand over its throttle lane and the page it already read."""
     settings = settings or current_settings()
-    with transaction() as conn:
-        gate = pause.gate(conn, settings.poll_interval_minutes)
+    gate = pause.Gate("open")
+    if not gated:
+        with transaction() as conn:
+            gate = pause.gate(conn, settings.poll_interval_minutes)
+            if gate.kind == "paused":
+                assert gate.pause is not None
+                pause.stand_back(conn, operator_id, token, gate.pause, attempted=False)
         if gate.kind == "paused":
             assert gate.pause is not None
-            pause.stand_back(conn, operator_id, token, gate.pause, attempted=False)
-    if gate.kind == "paused":
-        assert gate.pause is not None
-        return Step({"operator_id": operator_id, "paused": gate.pause.code}, "paused")
+            return Step({"operator_id": operator_id, "paused": gate.pause.code}, "paused")
     try:
-        outcome = run_batch(source_for(settings), operator_id, token, owner)
+        outcome = run_batch(source or source_for(settings), operator_id, token, owner, prefetched=prefetched)
     except BatchFailed as failed:
-        step = _failure(failed, settings, probe=gate.kind == "probe")
+        step = failure_step(failed, settings, probe=gate.kind == "probe")
     except LeaseLost:
         return Step({"operator_id": operator_id, "skipped": "lease lost"}, "skipped")
     else:
@@ -114,7 +130,8 @@ def _success(outcome: BatchOutcome, probe: bool) -> Step:
     return Step(result, "done", notify=owed)
 
 
-def _failure(failed: BatchFailed, settings: SyncSettings, probe: bool) -> Step:
+def failure_step(failed: BatchFailed, settings: SyncSettings, probe: bool) -> Step:
+    """What a failed batch means for its operator (see the module docstring)."""
     err, op, token = failed.error, failed.operator_id, failed.token
     if isinstance(err, ThrottleBusy):
         wait = min(MAX_RETRY_COUNTDOWN, err.retry_after or 1.0)
@@ -205,3 +222,11 @@ def global_pause_active() -> bool:
     """For the dispatcher: True while syncing is paused for everyone (skip the tick's claims)."""
     with transaction() as conn:
         return pause.active(conn)
+
+
+def follow_up(operator_id: int, step: Step) -> None:
+    """Enqueue what a step leaves to do outside a batch task: its retry, or its chain's next batch."""
+    if step.retry_in is not None:
+        sync_batch.apply_async((operator_id, step.retry_token), countdown=step.retry_in)
+    elif step.next_token is not None:
+        sync_batch.apply_async((operator_id, step.next_token))

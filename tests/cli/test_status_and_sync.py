@@ -61,7 +61,7 @@ def test_disable_stops_polling_at_the_next_tick(db: Any, run: Run) -> None:
     stop = _operator(db, "stop@example.com", "active")
     assert run("operators", "disable", "stop@example.com").returncode == 0
     with db.transaction():
-        claimed = dict(dispatch.claim_due(db, slack_seconds=0, lease_seconds=60, limit=100))
+        claimed = {c.operator_id for c in dispatch.claim_due(db, slack_seconds=0, lease_seconds=60, limit=100)}
     assert keep in claimed and stop not in claimed
     row = db.execute("SELECT status, in_flight FROM sync_state WHERE operator_id = %s", (stop,)).fetchone()
     assert row == {"status": "disabled", "in_flight": False}
