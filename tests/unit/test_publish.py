@@ -38,3 +38,18 @@ def test_fast_path_message_equals_celerys_own(clean_redis: Any) -> None:
     tags = {m["properties"]["delivery_tag"] for m in fast}
     assert len(ids) == 3 and len(tags) == 2, "every message has its own task id and delivery tag"
     assert fast[0]["headers"]["root_id"] == fast[0]["headers"]["id"] == fast[0]["properties"]["correlation_id"]
+
+
+def test_fast_path_chunk_message_equals_celerys_own(clean_redis: Any) -> None:
+    from calsync.celery import app
+    from calsync.tasks.base import broker_client
+    from calsync.tasks.poll import poll_chunk
+    from calsync.tasks.publish import SYNC_QUEUE, publish_poll_chunks
+
+    poll_chunk.apply_async(([[41, 42], [43, 44]],))
+    celerys = json.loads(clean_redis.lpop(SYNC_QUEUE))
+    publish_poll_chunks(app, broker_client(), [[(41, 42), (43, 44)], [(45, 46)]])
+    fast = [json.loads(clean_redis.rpop(SYNC_QUEUE)) for _ in range(2)]
+    assert _stable(fast[0]) == _stable(celerys)
+    assert fast[1]["headers"]["argsrepr"] == "([[45, 46]],)"
+    assert json.loads(base64.b64decode(fast[1]["body"]))[0] == [[[45, 46]]]
