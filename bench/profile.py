@@ -38,6 +38,10 @@ _LIBRARIES = (
 )
 # Inclusive shares of these steps (a sample counts for every step on its stack).
 STEPS = (
+    ("poll_chunk", "calsync.poll_chunk task (whole chunk)"),
+    ("leased", "polls.leased (read the chunk's states)"),
+    ("settle_quiet", "polls.settle_quiet (one UPDATE per chunk)"),
+    ("before_request", "throttle lane: back-off check per poll (Redis)"),
     ("sync_batch", "calsync.sync_batch task (whole batch)"),
     ("run_batch", "runner.run_batch"),
     ("take_lease", "sync_state.take_lease"),

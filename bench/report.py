@@ -87,7 +87,9 @@ def rows(r: dict[str, Any]) -> list[Row]:
             (
                 "4. Dispatcher tick (s): " + " / ".join(f"{t['operators']:,}" for t in ticks) + " due",
                 " / ".join(f"{t['tick_s']:.2f}" for t in ticks)
-                + f" (claim {ticks[-1]['claim_s']:.2f} + enqueue {ticks[-1]['enqueue_s']:.2f})",
+                + f" (claim {ticks[-1]['claim_s']:.2f} + enqueue {ticks[-1]['enqueue_s']:.2f}); in sync, as "
+                + f"{ticks[-1].get('steady_messages', '?'):,} chunk messages: "
+                + " / ".join(f"{t['steady_tick_s']:.2f}" for t in ticks if "steady_tick_s" in t),
                 "prototype (message template + pipelined LPUSH): "
                 + " / ".join(f"{t['tick_prototype_s']:.2f}" for t in ticks),
                 f"{_f(d['linear_ratio'], '{:.2f}')} (per-operator cost, largest/smallest)",

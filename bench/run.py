@@ -49,10 +49,16 @@ def _notes(r: dict[str, Any]) -> list[str]:
     if d.get("ticks"):
         big = d["ticks"][-1]
         notes.append(
-            f"Dispatcher at {big['operators']:,} operators: claim {big['claim_s']:.2f} s, enqueue "
-            f"{big['enqueue_s']:.2f} s with apply_async, {big['enqueue_template_s']:.2f} s with the prototype "
-            "(one message template per tick, pipelined LPUSH; bench/scenarios/dispatcher.py)."
+            f"Dispatcher at {big['operators']:,} operators due for their first sync: claim {big['claim_s']:.2f} s, "
+            f"enqueue {big['enqueue_s']:.2f} s (calsync.tasks.publish: one sync_batch message each), "
+            f"{big['enqueue_template_s']:.2f} s with a string-splicing prototype (bench/scenarios/dispatcher.py)."
         )
+        if "steady_tick_s" in big:
+            notes.append(
+                f"The same {big['operators']:,} operators in sync (the steady state): claim "
+                f"{big['steady_claim_s']:.2f} s, enqueue {big['steady_enqueue_s']:.2f} s as "
+                f"{big['steady_messages']:,} calsync.poll_chunk messages."
+            )
     f = r.get("first_sync") or {}
     if f.get("twenty_1472_events_s"):
         notes.append(

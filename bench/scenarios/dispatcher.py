@@ -3,7 +3,9 @@
 The dispatcher's two halves are timed apart, in this process, against the bench Postgres
 and Redis: the claim (calsync.store.dispatch.claim_due in one transaction, commit included)
 and the enqueue (calsync.tasks.dispatch.enqueue_chains: one sync_batch message per
-operator). Operators and their sync_state rows are COPYed in, all due.
+operator). Operators and their sync_state rows are COPYed in, all due. The same tick is
+then timed in the steady state: the operators in sync, so their polls go out as chunks of
+CALSYNC_POLL_CHUNK_SIZE (one calsync.poll_chunk message per chunk).
 
 Enqueue prototypes, measured on the same claims (bench code only; the product is untouched):
 - "kombu batch": the same apply_async calls inside kombu 5.7's Producer.batch(), which
@@ -39,7 +41,7 @@ def _load(n: int) -> None:
         conn.execute("VACUUM ANALYZE operators")
 
 
-def _claim() -> tuple[list[tuple[int, int]], float]:
+def _claim() -> tuple[list[Any], float]:
     from calsync.config import env
     from calsync.store import dispatch
     from calsync.store.db import transaction
@@ -112,22 +114,24 @@ def _enqueue_template(claimed: list[tuple[int, int]]) -> None:
     pipe.execute()
 
 
-def _time_enqueue(fn: Callable[[list[tuple[int, int]]], None], claimed: list[tuple[int, int]]) -> float:
+def _time_enqueue(fn: Callable[[Any], None], claimed: list[Any], messages: int | None = None) -> float:
     client = redis.Redis.from_url(common.REDIS_URL)
     client.delete("sync")
     t0 = time.perf_counter()
     fn(claimed)
     elapsed = time.perf_counter() - t0
     queued = int(client.llen("sync"))
-    if queued != len(claimed):
-        raise RuntimeError(f"enqueue published {queued} of {len(claimed)} messages")
+    expected = len(claimed) if messages is None else messages
+    if queued != expected:
+        raise RuntimeError(f"enqueue published {queued} of {expected} messages")
     client.delete("sync")
     return elapsed
 
 
 def run(quick: bool) -> dict[str, Any]:
     from calsync.celery import app
-    from calsync.tasks.dispatch import enqueue_chains
+    from calsync.config import env
+    from calsync.tasks.dispatch import chunked, enqueue_chains
 
     sizes = [1_000, 3_000] if quick else [1_000, 10_000, 100_000]
     rows = []
@@ -136,9 +140,10 @@ def run(quick: bool) -> dict[str, Any]:
         _load(n)
         _claim()  # warm: pool, plans, caches
         _release()
-        claimed, claim_s = _claim()
-        if len(claimed) != n:
-            raise RuntimeError(f"claimed {len(claimed)} of {n}")
+        claims, claim_s = _claim()
+        if len(claims) != n or any(c.quiet for c in claims):
+            raise RuntimeError(f"claimed {len(claims)} of {n}, expected first syncs only")
+        claimed = [(c.operator_id, c.token) for c in claims]
         row: dict[str, Any] = {"operators": n, "claim_s": round(claim_s, 3)}
         row["enqueue_s"] = round(_time_enqueue(enqueue_chains, claimed), 3)
         if not quick and n <= 1_000:  # 7 s at 10,000 and 35 s at 100,000 here: not worth the run time
@@ -153,10 +158,21 @@ def run(quick: bool) -> dict[str, Any]:
         row["tick_s"] = round(row["claim_s"] + row["enqueue_s"], 3)
         row["tick_prototype_s"] = round(row["claim_s"] + row["enqueue_template_s"], 3)
         row["us_per_operator"] = round(1e6 * row["tick_s"] / n, 1)
+        # Steady state: the same operators in sync, so their polls go out in chunks.
+        with common.connect() as conn:
+            conn.execute("UPDATE sync_state SET stage = 'incremental', status = 'active'")
+        _release()
+        quiet, row["steady_claim_s"] = _claim()
+        chunks = len(chunked([(c.operator_id, c.token) for c in quiet], env().poll_chunk_size))
+        row["steady_enqueue_s"] = round(_time_enqueue(enqueue_chains, quiet, messages=chunks), 3)
+        row["steady_claim_s"] = round(row["steady_claim_s"], 3)
+        row["steady_tick_s"] = round(row["steady_claim_s"] + row["steady_enqueue_s"], 3)
+        row["steady_messages"] = chunks
         common.say(
             f"  claim {row['claim_s']}s, enqueue {row['enqueue_s']}s (kombu batch "
             f"{row.get('enqueue_kombu_batch_s', '-')}s, no sent events {row['enqueue_no_events_s']}s, "
-            f"template + pipeline {row['enqueue_template_s']}s)"
+            f"template + pipeline {row['enqueue_template_s']}s); in sync: claim {row['steady_claim_s']}s, "
+            f"{chunks} chunk messages {row['steady_enqueue_s']}s"
         )
         rows.append(row)
     common.reset_database()
@@ -167,5 +183,6 @@ def run(quick: bool) -> dict[str, Any]:
         "largest": big["operators"],
         "largest_tick_s": big["tick_s"],
         "largest_tick_prototype_s": big["tick_prototype_s"],
+        "largest_steady_tick_s": big["steady_tick_s"],
         "linear_ratio": round(big["us_per_operator"] / rows[0]["us_per_operator"], 2),
     }
