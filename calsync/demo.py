@@ -215,7 +215,8 @@ def _summary(conn: psycopg.Connection[Any], changed_at: dt.datetime, first_secs:
     )
     print(
         f"changes seen by the polls after the edits: {second['c']} created, {second['u']} updated "
-        f"(cancellations included), {second['d']} deleted, in {second['runs']} sync runs ({second_secs:.1f}s)"
+        f"(cancellations included), {second['d']} deleted, in {second['runs']} sync runs ({second_secs:.1f}s; "
+        "the polls that found nothing leave no run row)"
     )
     print("Flower: run `make flower` while workers run, then open http://127.0.0.1:5555 (user admin)")
     print()

@@ -54,7 +54,7 @@ BATCH_DURATION = Histogram(
 POLLS = Counter(
     "calsync_polls",
     "Operators handled by poll chunks: quiet (nothing changed, settled in bulk), batch (changes or a failure: "
-    "a batch ran), lost (lease moved on), deferred (throttled or over budget), handed_off (to single batches)",
+    "a batch ran), lost (lease moved on), deferred (throttled or over budget), handed_off (to single batches), crashed (unexpected error; the lease expires)",
     ["outcome"],
 )
 POLL_CHUNK_DURATION = Histogram(

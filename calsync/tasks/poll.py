@@ -29,8 +29,10 @@ from calsync.celery import app
 from calsync.runner import BatchFailed
 from calsync.settings import SyncSettings
 from calsync.source.errors import Disposition, InvalidCursor, SourceError
+from calsync.source.port import CalendarSource
 from calsync.store import pause, polls
 from calsync.store.db import transaction
+from calsync.sync.model import SyncPage
 from calsync.tasks import notify
 from calsync.tasks.base import CalsyncTask, backoff_seconds, current_settings, source_for
 from calsync.tasks.sync import INFRA_ERRORS, Step, failure_step, follow_up, run_step
@@ -52,6 +54,7 @@ class ChunkOutcome:
     deferred: list[tuple[int, int]] = field(default_factory=list)  # not polled: poll them later
     defer_seconds: float = 0.0
     handed_off: list[tuple[int, int]] = field(default_factory=list)  # not polled: each as its own batch
+    crashed: list[int] = field(default_factory=list)  # an unexpected error: left to the lease's expiry
 
 
 def run_chunk(
@@ -88,7 +91,7 @@ def run_chunk(
                 except InvalidCursor:
                     # The batch code starts the resync (it meets the same answer again).
                     done += 1
-                    out.steps.append((op, run_step(op, token, owner, settings, source=lane, gated=True)))
+                    _batch(out, op, token, owner, settings, lane, None)
                     continue
                 except SourceError as err:
                     done += 1
@@ -102,8 +105,7 @@ def run_chunk(
                 if target.current and page.includes_last and not page.changes:
                     quiet.append(polls.QuietPoll(op, token, page.sync_state))
                     continue
-                step = run_step(op, token, owner, settings, source=lane, prefetched=(target.cursor, page), gated=True)
-                out.steps.append((op, step))
+                _batch(out, op, token, owner, settings, lane, (target.cursor, page))
     except ThrottleBusy as busy:  # no slot for the lane at all
         out.defer_seconds = busy.retry_after or 1.0
     finally:
@@ -115,6 +117,30 @@ def run_chunk(
     if not out.handed_off:
         out.deferred = [(t.operator_id, t.token) for t in targets[done:]]
     return out
+
+
+def _batch(
+    out: ChunkOutcome,
+    op: int,
+    token: int,
+    owner: str,
+    settings: SyncSettings,
+    lane: CalendarSource,
+    prefetched: tuple[str | None, SyncPage] | None,
+) -> None:
+    """A poll that was not quiet: the operator's batch, run here as a chain's task would run it."""
+    try:
+        step = run_step(op, token, owner, settings, source=lane, prefetched=prefetched, gated=True)
+    except INFRA_ERRORS:
+        raise  # Postgres or Redis is down for everyone: the task retries the chunk
+    except Exception:
+        # A bug met in one mailbox must not stall the others of its chunk. As a chain
+        # task's crash would, it leaves the lease to expire and the operator to be claimed again.
+        log.exception("operator %s: unexpected error in a batch run by a poll chunk", op)
+        metrics.SYNC_ERRORS.labels("UnexpectedError", Disposition.TRANSIENT.value).inc()
+        out.crashed.append(op)
+        return
+    out.steps.append((op, step))
 
 
 @app.task(bind=True, base=CalsyncTask, name="calsync.poll_chunk", max_retries=None)
@@ -152,6 +178,7 @@ def poll_chunk(self: CalsyncTask, claims: list[list[int]]) -> dict[str, object]:
         ("lost", out.lost + out.skipped),
         ("deferred", len(out.deferred)),
         ("handed_off", len(out.handed_off)),
+        ("crashed", len(out.crashed)),
     ):
         if n:
             metrics.POLLS.labels(outcome).inc(n)
@@ -163,4 +190,5 @@ def poll_chunk(self: CalsyncTask, claims: list[list[int]]) -> dict[str, object]:
         "lost": out.lost + out.skipped,
         "deferred": len(out.deferred),
         "handed_off": len(out.handed_off),
+        "crashed": len(out.crashed),
     }

@@ -183,6 +183,34 @@ def test_a_sync_state_exchange_no_longer_knows_starts_a_resync(
     assert state(db, op)["stage"] == "incremental"
 
 
+def test_an_unexpected_error_in_one_operators_batch_does_not_stall_its_chunk(
+    db: psycopg.Connection[Any], serve: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from calsync.tasks import poll
+
+    sim, _, ops = in_sync(db, serve)
+    for i in (2, 3):
+        sim.create_item(mailbox_email(i), NEW_ITEM)
+    real = poll.run_step
+
+    def bug_in_mailbox_2(op: int, *args: Any, **kwargs: Any) -> Any:
+        if op == ops[2]:
+            raise KeyError("a bug that only this mailbox's data reaches")
+        return real(op, *args, **kwargs)
+
+    monkeypatch.setattr(poll, "run_step", bug_in_mailbox_2)
+
+    out = run_chunk(claim(db), "test")
+
+    assert out.crashed == [ops[2]]
+    assert [(op, step.outcome) for op, step in out.steps] == [(ops[3], "done")]
+    assert out.quiet == MAILBOXES - 2 and out.deferred == []
+    assert state(db, ops[2])["in_flight"] is True, "left to its lease, as a crashed chain task is"
+    assert NEW_ITEM["subject"] in {r["subject"] for r in db.execute(
+        "SELECT subject FROM appointments WHERE operator_id = %s", (ops[3],)
+    ).fetchall()}  # fmt: skip
+
+
 def test_server_busy_defers_the_rest_of_the_chunk_past_the_back_off(
     db: psycopg.Connection[Any], serve: Callable[..., SimulatorServer]
 ) -> None:
