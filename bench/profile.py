@@ -41,7 +41,7 @@ STEPS = (
     ("poll_chunk", "calsync.poll_chunk task (whole chunk)"),
     ("leased", "polls.leased (read the chunk's states)"),
     ("settle_quiet", "polls.settle_quiet (one UPDATE per chunk)"),
-    ("before_request", "throttle lane: back-off check per poll (Redis)"),
+    ("Lane.before_request", "throttle lane: back-off check per poll (Redis)"),
     ("sync_batch", "calsync.sync_batch task (whole batch)"),
     ("run_batch", "runner.run_batch"),
     ("take_lease", "sync_state.take_lease"),

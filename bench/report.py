@@ -158,7 +158,7 @@ def _profile_lines(title: str, prof: dict[str, Any] | None) -> list[str]:
     if not prof:
         return [f"- {title}: no profile (py-spy not installed)"]
     libs = ", ".join(f"{k} {v}%" for k, v in prof["by_library_pct"][:6])
-    steps = ", ".join(f"{k} {v}%" for k, v in prof["by_step_pct"] if v >= 3.0)
+    steps = ", ".join(f"{k} {v}%" for k, v in prof["by_step_pct"] if v >= 0.5)
     return [
         f"- {title} ({prof['samples']} GIL-holding samples): by library: {libs}.",
         f"  By step (inclusive): {steps}.",
