@@ -228,7 +228,7 @@ def test_server_busy_defers_the_rest_of_the_chunk_past_the_back_off(
     [(op, step)] = out.steps
     assert op == ops[2] and step.outcome == "retry" and step.retry_in is not None and step.retry_in >= 1.5
     assert [op for op, _ in out.deferred] == [ops[i] for i in range(3, MAILBOXES + 1)]
-    assert 1.0 <= out.defer_seconds <= 1.5
+    assert 0.0 < out.defer_seconds <= 1.5  # what is left of the back-off when mailbox 3 came up
     fired = log.faults[-1][0]
     assert [r for r in log.after(fired)] == [], "nobody called Exchange after it asked for a back-off"
 
