@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from calsync.simulator import SimulatorProcess, mailbox_email
 from tests.distributed.conftest import dispatch_now
 from tests.distributed.stack import Stack, insert_operators, mirror_problems, synced_count, wait_for
+
+
+def unfinished_chunks(log: str) -> set[str]:
+    """Poll chunks a worker's log shows received but not yet finished."""
+    received = set(re.findall(r"Task calsync\.poll_chunk\[([0-9a-f-]+)\] received", log))
+    finished = set(re.findall(r"Task calsync\.poll_chunk\[([0-9a-f-]+)\] (?:succeeded|failed|retry)", log))
+    return received - finished
 
 
 def sync_calls(sim: SimulatorProcess, email: str) -> int:
@@ -78,3 +86,47 @@ def test_kill_dash_nine_of_a_worker_mid_batch_converges(
     assert in_flight > 0
     problems = mirror_problems(db, sim.client(), operators)
     assert problems == [], problems[:10]
+
+
+def test_kill_dash_nine_of_a_worker_mid_chunk_loses_no_change(
+    db: Any, stack_factory: Callable[..., tuple[Stack, SimulatorProcess]], set_settings: Callable[..., None]
+) -> None:
+    """The steady state: every operator in sync, polled in chunks every ~1 s, users editing."""
+    n = 130  # above the dispatcher's 64 chunks per tick: chunks of 3
+    stack, sim = stack_factory(
+        mailboxes=n, appointments=5, latency_ms=30,
+        CALSYNC_LEASE_SECONDS="8", CALSYNC_VISIBILITY_TIMEOUT="15", CALSYNC_DISPATCH_TICK_SECONDS="1",
+    )  # fmt: skip
+    set_settings(batch_size=50, poll_interval_minutes=0.02)
+    operators = insert_operators(db, [mailbox_email(i) for i in range(1, n + 1)])
+    stack.worker("victim", concurrency=4)
+    stack.worker("survivor", concurrency=4)
+    stack.beat("beat")
+    wait_for(lambda: synced_count(db) == n, 120, f"{n} first syncs")
+    wait_for(lambda: "calsync.poll_chunk[" in stack.log("victim"), 30, "the victim polling chunks", interval=0.1)
+    client = sim.client()
+    item = {"subject": "Booked during the crash", "start": "2030-05-06T09:00:00+00:00",
+            "end": "2030-05-06T09:30:00+00:00", "timezone": "UTC"}  # fmt: skip
+    for i in range(1, n + 1, 13):  # edits land while chunks are in flight on both workers
+        client.create_item(mailbox_email(i), item)
+    wait_for(lambda: bool(unfinished_chunks(stack.log("victim"))), 30, "a chunk running on the victim", interval=0.02)
+    stack.kill("victim")
+    for i in range(7, n + 1, 13):
+        client.create_item(mailbox_email(i), item)
+    edited = db.execute("SELECT now() AS t").fetchone()["t"]
+    # Every operator polled again after the last edit: claimed after it, and that poll settled.
+    wait_for(
+        lambda: (
+            db.execute(
+                "SELECT count(*) AS n FROM sync_state WHERE last_poll_at > %s AND NOT in_flight "
+                "AND last_success_at >= last_poll_at",
+                (edited,),
+            ).fetchone()["n"]
+            == n
+        ),
+        120,
+        "every operator polled after the last edit",
+    )
+    problems = mirror_problems(db, client, operators)
+    assert problems == [], problems[:10]
+    assert db.execute("SELECT count(*) AS n FROM sync_state WHERE status <> 'active'").fetchone()["n"] == 0
