@@ -77,7 +77,7 @@ class AccountThrottle:
         self._sem_key = f"calsync:ews:sem:{self.account}"
         self._nb_key = f"calsync:ews:notbefore:{self.account}"
         self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
+        self._renew_script = client.register_script(_RENEW)
 
     def not_before(self) -> float:
         raw = self.client.get(self._nb_key)
@@ -116,15 +116,20 @@ class AccountThrottle:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
+    def renew(self, holder: str) -> None:
+        """Before a holder's next request: honour a back-off (ThrottleBusy), extend the slot."""
+        args: list[str | float | int] = [time.time(), self.hold_seconds, holder]
+        got = int(self._renew_script(keys=[self._sem_key, self._nb_key], args=args))
+        if got < 0:
+            raise ThrottleBusy(-got / 1000.0)
+        if got == 0:  # the slot outlived hold_seconds and was reclaimed: queue again
+            self._take(holder, max_wait=10.0)
+
     @contextmanager
     def slot(self, max_wait: float = 10.0) -> Iterator[None]:
         """Hold one of the account's slots for one EWS request."""
-        holder = uuid.uuid4().hex
-        self._take(holder, max_wait)
-        try:
+        with self.lane(max_wait):
             yield
-        finally:
-            self.client.zrem(self._sem_key, holder)
 
     @contextmanager
     def lane(self, max_wait: float = 10.0) -> Iterator[Lane]:
@@ -153,10 +158,4 @@ class Lane:
         if self._fresh:
             self._fresh = False
             return
-        t = self.throttle
-        args: list[str | float | int] = [time.time(), t.hold_seconds, self.holder]
-        got = int(t._renew(keys=[t._sem_key, t._nb_key], args=args))
-        if got < 0:
-            raise ThrottleBusy(-got / 1000.0)
-        if got == 0:  # the slot outlived hold_seconds and was reclaimed: queue again
-            t._take(self.holder, max_wait=10.0)
+        self.throttle.renew(self.holder)

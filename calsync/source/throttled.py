@@ -8,13 +8,16 @@ travels on. A chunk of polls made one after another holds one slot for all of th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from calsync.source.errors import SourceError
 from calsync.source.port import CalendarSource
 from calsync.sync.model import Appointment, SyncPage
 from calsync.throttle import AccountThrottle, Lane
+
+T = TypeVar("T")
 
 
 class ThrottledSource:
@@ -22,27 +25,24 @@ class ThrottledSource:
         self.inner = inner
         self.throttle = throttle
 
-    def _backoff(self, exc: SourceError) -> None:
-        if exc.retry_after:
-            self.throttle.push_back(exc.retry_after)
+    def passing_back_off(self, call: Callable[[], T]) -> T:
+        """Run one call to the wrapped source; a server's back-off request reaches every worker."""
+        try:
+            return call()
+        except SourceError as exc:
+            if exc.retry_after:
+                self.throttle.push_back(exc.retry_after)
+            raise
 
     def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
         with self.throttle.slot():
-            try:
-                return self.inner.sync_page(mailbox, cursor, max_changes)
-            except SourceError as exc:
-                self._backoff(exc)
-                raise
+            return self.passing_back_off(lambda: self.inner.sync_page(mailbox, cursor, max_changes))
 
     def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
         if not item_ids:
             return []
         with self.throttle.slot():
-            try:
-                return self.inner.get_items(mailbox, item_ids)
-            except SourceError as exc:
-                self._backoff(exc)
-                raise
+            return self.passing_back_off(lambda: self.inner.get_items(mailbox, item_ids))
 
     @contextmanager
     def lane(self) -> Iterator[LaneSource]:
@@ -60,18 +60,10 @@ class LaneSource:
 
     def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
         self.lane.before_request()
-        try:
-            return self.outer.inner.sync_page(mailbox, cursor, max_changes)
-        except SourceError as exc:
-            self.outer._backoff(exc)
-            raise
+        return self.outer.passing_back_off(lambda: self.outer.inner.sync_page(mailbox, cursor, max_changes))
 
     def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
         if not item_ids:
             return []
         self.lane.before_request()
-        try:
-            return self.outer.inner.get_items(mailbox, item_ids)
-        except SourceError as exc:
-            self.outer._backoff(exc)
-            raise
+        return self.outer.passing_back_off(lambda: self.outer.inner.get_items(mailbox, item_ids))

@@ -38,10 +38,10 @@ def chunked(claims: Sequence[tuple[int, int]], size: int, min_chunks: int = MIN_
     return [list(claims[i : i + n]) for i in range(0, len(claims), n)]
 
 
-def enqueue_chains(claimed: Sequence[dispatch.Claim | tuple[int, int]]) -> None:
+def enqueue_chains(claimed: Sequence[dispatch.Claim]) -> None:
     """Start what each claim needs: a chunk of quiet polls, or the first batch of a chain."""
-    quiet = [(c[0], c[1]) for c in claimed if isinstance(c, dispatch.Claim) and c.quiet]
-    single = [(c[0], c[1]) for c in claimed if not (isinstance(c, dispatch.Claim) and c.quiet)]
+    quiet = [(c.operator_id, c.token) for c in claimed if c.quiet]
+    single = [(c.operator_id, c.token) for c in claimed if not c.quiet]
     client = broker_client()
     if quiet:
         publish_poll_chunks(app, client, chunked(quiet, env().poll_chunk_size))

@@ -35,7 +35,7 @@ from calsync.store.db import transaction
 from calsync.sync.model import SyncPage
 from calsync.tasks import notify
 from calsync.tasks.base import CalsyncTask, backoff_seconds, current_settings, source_for
-from calsync.tasks.sync import INFRA_ERRORS, Step, failure_step, follow_up, run_step
+from calsync.tasks.sync import INFRA_ERRORS, Step, failure_step, follow_up, run_step, sync_batch
 from calsync.throttle import ThrottleBusy
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def poll_chunk(self: CalsyncTask, claims: list[list[int]]) -> dict[str, object]:
     if out.deferred:
         poll_chunk.apply_async(([list(c) for c in out.deferred],), countdown=out.defer_seconds or None)
     for op, token in out.handed_off:
-        follow_up(op, Step({}, "handed off", next_token=token))
+        sync_batch.apply_async((op, token))
     for outcome, n in (
         ("quiet", out.quiet),
         ("batch", len(out.steps)),

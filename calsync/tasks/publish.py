@@ -68,7 +68,7 @@ def render(template: dict[str, Any], args: Sequence[Any]) -> str:
 
 def publish_first_batches(app: Any, client: redis.Redis, claimed: Sequence[tuple[int, int]], chunk: int = 2000) -> None:
     """One calsync.sync_batch message (operator id, token) per claimed operator."""
-    _publish(client, build_template(app), [(op, token) for op, token in claimed], chunk)
+    _publish(client, build_template(app), claimed, chunk)
 
 
 def publish_poll_chunks(
