@@ -7,9 +7,9 @@ import logging
 import math
 from collections.abc import Sequence
 
-from beat.schedule import DISPATCH_TICK_SECONDS
 from calsync.celery import app
 from calsync.config import env
+from calsync.schedule import DISPATCH_TICK_SECONDS
 from calsync.store import dispatch, pause
 from calsync.store.db import transaction
 from calsync.tasks.base import CalsyncTask, broker_client, current_settings
