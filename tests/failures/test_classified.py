@@ -146,9 +146,7 @@ def test_an_item_without_readable_times_is_set_aside_and_the_rest_syncs(
     mirrored = {r["item_id"] for r in db.execute("SELECT item_id FROM appointments WHERE operator_id = %s", (op,))}
     assert mirrored, "the rest of the mailbox is mirrored"
     assert not mirrored & {r["item_id"] for r in refused}
-    assert db.execute("SELECT count(*) AS n FROM refused_items WHERE operator_id = %s", (other,)).fetchone() == {
-        "n": 0
-    }
+    assert db.execute("SELECT count(*) AS n FROM refused_items WHERE operator_id = %s", (other,)).fetchone() == {"n": 0}
 
     result = CliRunner().invoke(status, ["--no-broker", mailbox_email(1)])
     assert result.exit_code == 0, "an item set aside is no failure of the operator"
@@ -160,9 +158,7 @@ def test_an_item_without_readable_times_is_set_aside_and_the_rest_syncs(
     sim.update_item(mailbox_email(1), again, {"subject": "Saved again"})
     db.execute("UPDATE sync_state SET next_poll_at = now() WHERE operator_id = %s", (op,))
     assert drive(db, op).outcome == "done"
-    row = db.execute(
-        "SELECT subject FROM appointments WHERE operator_id = %s AND item_id = %s", (op, again)
-    ).fetchone()
+    row = db.execute("SELECT subject FROM appointments WHERE operator_id = %s AND item_id = %s", (op, again)).fetchone()
     assert row == {"subject": "Saved again"}
     left = {r["item_id"] for r in db.execute("SELECT item_id FROM refused_items WHERE operator_id = %s", (op,))}
     assert again not in left and left == {r["item_id"] for r in refused} - {again}
