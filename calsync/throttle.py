@@ -13,12 +13,11 @@ expire under a request that is still allowed to run, and a stuck holder frees it
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import logging
 
 import redis
 

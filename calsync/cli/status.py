@@ -59,8 +59,15 @@ def status(emails: tuple[str, ...], as_json: bool, no_broker: bool) -> None:
         failed_rows = (
             [r for r in rows if r["status"] == "failed"] if emails else status_store.operators(conn, status="failed")
         )
+        retrying_rows = (
+            [r for r in rows if r["status"] == "retrying"]
+            if emails
+            else status_store.operators(conn, status="retrying")
+        )
         paused = pause_store.current(conn)
     report: dict[str, Any] = {**fleet, "failures": [_failure(r) for r in failed_rows], "pause": None}
+    # Still retried (not failed yet): shown with their code so a stuck operator is never silent.
+    report["retrying"] = [_failure(r) for r in retrying_rows if r["last_error_code"]]
     if paused is not None:
         entry = lookup(paused.code)
         report["pause"] = {
@@ -106,6 +113,8 @@ def _print(report: dict[str, Any]) -> None:
     for f in report["failures"]:
         click.echo(f"FAILED {f['email']}: {f['code']}: {f['message']} (since {f['since']}, {f['attempts']} attempts)")
         click.echo(f"       fix: {f['fix']}")
+    for f in report["retrying"]:
+        click.echo(f"retrying {f['email']}: {f['code']}: {f['message']} ({f['attempts']} attempts)")
     for r in report.get("operators_detail", []):
         click.echo(
             f"{r['email']}: {r['status']} ({r['stage']}), {r['appointments']} appointments, "

@@ -111,7 +111,7 @@ class VerifyingAdapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         # The pools hand each connection to its request's deadline ticket (the watchdog needs the socket).
-        self.poolmanager.pool_classes_by_scheme = deadline.POOL_CLASSES  # type: ignore[assignment]
+        self.poolmanager.pool_classes_by_scheme = deadline.POOL_CLASSES
 
     def send(self, request: Any, stream: bool = False, timeout: Any = None, verify: Any = True, cert: Any = None,
              proxies: Any = None) -> Any:  # fmt: skip
