@@ -50,6 +50,15 @@ class EnvConfig(BaseSettings):
     # this much per worker thread, never the whole of a 60 MB or endless body).
     ews_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
 
+    # Postgres sessions of the workers and beat (calsync.store.db). A worker frozen inside a transaction
+    # (SIGSTOP, a stuck thread, a GC pause) holds its operator's row lock; Postgres ends such a session
+    # after this long, so another worker can take the operator over once its lease expires. Below the
+    # default lease (300 s); 0 switches it off.
+    db_idle_in_transaction_timeout_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # No statement of calsync runs for long (a batch is at most a few thousand rows); a runaway one is
+    # cancelled instead of holding locks for the rest of the lease. 0 switches it off.
+    db_statement_timeout_seconds: float = Field(default=120.0, ge=0, le=86400)
+
     smtp_url: SecretStr | None = None
     smtp_from: str = "calsync@localhost"
 
