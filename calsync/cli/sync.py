@@ -8,6 +8,7 @@ import time
 import click
 
 from calsync.cli.settings import open_database
+from calsync.operators.emails import key as email_key
 from calsync.store import status as status_store
 
 
@@ -24,7 +25,7 @@ def sync(emails: tuple[str, ...], all_: bool, wait: bool, timeout: float) -> Non
     with open_database() as conn:
         due = status_store.request_sync(conn, None if all_ else list(emails))
     if not all_:
-        missing = sorted({e.lower() for e in emails} - {email.lower() for _, email in due})
+        missing = sorted({email_key(e) for e in emails} - {email_key(email) for _, email in due})
         if missing:
             raise click.UsageError(f"not an operator with Calendar Sync on: {', '.join(missing)}")
     from calsync.celery import app

@@ -6,6 +6,8 @@ from typing import Any
 
 import psycopg
 
+from calsync.operators.emails import key as email_key
+
 STATUSES = ("not_synced", "initial_sync", "active", "retrying", "failed", "disabled")
 
 
@@ -40,11 +42,11 @@ def operators(
                s.attempts, s.batches_total, s.items_created, s.items_updated, s.items_deleted, s.in_flight,
                (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id) AS appointments
           FROM operators o JOIN sync_state s ON s.operator_id = o.id
-         WHERE (%(emails)s::text[] IS NULL OR lower(o.email) = ANY(%(emails)s))
+         WHERE (%(emails)s::text[] IS NULL OR o.email_key = ANY(%(emails)s))
            AND (%(status)s::text IS NULL OR s.status = %(status)s)
          ORDER BY o.email
         """,
-        {"emails": [e.lower() for e in emails] if emails else None, "status": status},
+        {"emails": [email_key(e) for e in emails] if emails else None, "status": status},
     ).fetchall()
     out = []
     for r in rows:
@@ -63,9 +65,9 @@ def request_sync(conn: psycopg.Connection[Any], emails: list[str] | None) -> lis
         UPDATE sync_state s SET next_poll_at = now(), updated_at = now()
           FROM operators o
          WHERE o.id = s.operator_id AND o.calendar_sync
-           AND (%(emails)s::text[] IS NULL OR lower(o.email) = ANY(%(emails)s))
+           AND (%(emails)s::text[] IS NULL OR o.email_key = ANY(%(emails)s))
         RETURNING o.id, o.email
         """,
-        {"emails": [e.lower() for e in emails] if emails else None},
+        {"emails": [email_key(e) for e in emails] if emails else None},
     ).fetchall()
     return [(r["id"], r["email"]) for r in rows]

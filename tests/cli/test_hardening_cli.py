@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -47,3 +48,74 @@ def test_http_exchange_url_is_refused_unless_loopback_or_allowed(run: Run, db: p
     back = run("settings", "set", "allow_insecure_http", "false")
     assert back.returncode == 2 and "clear text" in back.stderr
     assert stored(db)["allow_insecure_http"] is True
+
+
+def _write(tmp_path: Path, text: str, name: str = "operators.csv") -> str:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)
+
+
+def _emails(db: psycopg.Connection[Any]) -> dict[str, bool]:
+    return {r["email"]: r["calendar_sync"] for r in db.execute("SELECT email, calendar_sync FROM operators")}
+
+
+def test_dotted_capital_i_and_i_are_compared_the_same_way_by_python_and_postgres(
+    run: Run, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    # Python lowercases 'İ' to 'i̇', Postgres to 'i': the two rows were two operators to the importer and
+    # one to the unique index (CardinalityViolation). Now the key is Python's, stored and compared as is.
+    text = "email,name,calendar_sync\ninfo@example.com,A,true\nİnfo@example.com,B,true\n"
+    result = run("operators", "import", _write(tmp_path, text))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "CardinalityViolation" not in result.stderr
+    assert _emails(db) == {"info@example.com": True, "İnfo@example.com": True}
+    keys = {r["email"]: r["email_key"] for r in db.execute("SELECT email, email_key FROM operators")}
+    assert keys == {"info@example.com": "info@example.com", "İnfo@example.com": "i\u0307nfo@example.com"}
+    again = run("operators", "import", _write(tmp_path, text))
+    assert again.returncode == 0 and "0 new, 0 updated, 2 unchanged" in again.stdout, again.stdout
+
+    # Across two files: the second file's İnfo@ neither disables nor renames the first file's info@.
+    db.execute("TRUNCATE operators CASCADE")
+    assert (
+        run("operators", "import", _write(tmp_path, "email,name,calendar_sync\ninfo@example.com,A,true\n")).returncode
+        == 0
+    )
+    second = run(
+        "operators", "import", _write(tmp_path, "email,name,calendar_sync\nİnfo@example.com,B,false\n", "2.csv")
+    )
+    assert second.returncode == 0, second.stderr
+    assert _emails(db) == {"info@example.com": True, "İnfo@example.com": False}
+    shown = run("status", "--no-broker", "İNFO@example.com")
+    assert "İnfo@example.com: disabled" in shown.stdout and "info@example.com:" not in shown.stdout, shown.stdout
+
+
+def test_invisible_characters_are_refused_with_the_line(run: Run, db: psycopg.Connection[Any], tmp_path: Path) -> None:
+    text = (
+        "email,name,calendar_sync\ninfo@example.com,A,true\ninfo\u200b@example.com,B,true\n\ufeffbob@example.com,C,1\n"
+    )
+    result = run("operators", "import", _write(tmp_path, text))
+    assert result.returncode == 2
+    assert "line 3: email 'info\\u200b@example.com' holds the invisible character U+200B ZERO WIDTH SPACE" in (
+        result.stderr
+    ), result.stderr
+    assert "line 4:" in result.stderr and "U+FEFF" in result.stderr
+    assert _emails(db) == {}
+    added = run("operators", "add", "ann\u00ad@example.com")
+    assert added.returncode == 2 and "U+00AD SOFT HYPHEN" in added.stderr
+    # Full-width letters are the same address (NFKC), so they are a duplicate, not a second operator.
+    dup = run("operators", "import", _write(tmp_path, "email,name,calendar_sync\ninfo@example.com,A,true\n"
+                                                      "\uff49\uff4e\uff46\uff4f@example.com,B,true\n"))  # fmt: skip
+    assert dup.returncode == 2 and "line 3: duplicate email info@example.com (already on line 2)" in dup.stderr
+
+
+def test_five_megabyte_header_line_is_a_clear_message_and_exit_2(
+    run: Run, db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    text = "email," + "x" * (5 * 1024 * 1024) + ",calendar_sync\nann@example.com,Ann,true\n"
+    result = run("operators", "import", _write(tmp_path, text))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "_csv.Error" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr[:500]
+    assert "line 1 is 5242900 characters long, not a header" in result.stderr
+    assert _emails(db) == {}
