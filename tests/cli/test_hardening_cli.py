@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 
 from tests.cli.conftest import Run
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def stored(db: psycopg.Connection[Any]) -> dict[str, Any]:
@@ -119,3 +126,56 @@ def test_five_megabyte_header_line_is_a_clear_message_and_exit_2(
     assert result.stderr.count("\n") == 1, result.stderr[:500]
     assert "line 1 is 5242900 characters long, not a header" in result.stderr
     assert _emails(db) == {}
+
+
+def test_sync_wait_without_a_worker_says_so_at_once(run: Run, db: psycopg.Connection[Any]) -> None:
+    assert run("operators", "add", "ann@example.com").returncode == 0
+    # --timeout 600: were it to wait for a worker, run() would time out after 120 s and fail the test.
+    result = run("sync", "ann@example.com", "--wait", "--timeout", "600")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no calsync worker is online" in result.stderr
+    assert "celery -A calsync worker" in result.stderr
+    assert "1 operator(s) due now" in result.stdout
+
+
+def test_status_without_the_database_says_it_does_not_exist_and_how_to_create_it(run: Run, database_url: str) -> None:
+    missing = urlsplit(database_url)._replace(path="/calsync_test_harden_no_such_db").geturl()
+    result = run("status", env={"CALSYNC_DATABASE_URL": missing})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "the database 'calsync_test_harden_no_such_db' does not exist" in result.stderr
+    assert "calsync db create && calsync db upgrade" in result.stderr and "make db" in result.stderr
+    assert "start it" not in result.stderr
+
+
+def test_make_test_says_what_it_installs_before_installing_it() -> None:
+    plan = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in plan.splitlines() if "apt-get install" in x)
+    assert line.index("installing it now with apt-get install docker-compose") < line.index("apt-get update")
+
+
+def test_readme_does_not_claim_a_stale_duration_for_make_test() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    sentence = text[text.index("`make test` runs everything") :][:200]
+    assert not re.search(r"about \d+ minutes", sentence), sentence
+
+
+def _pytest_without_schema(ci: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CALSYNC_EWS_SCHEMA_DIR": "/nonexistent/ews-schema", "CI": ci}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         "tests/simulator/test_recurrence.py::test_weekly_interval_two_skips_days_before_start"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_missing_ews_schema_fails_under_ci_and_is_loud_locally() -> None:
+    under_ci = _pytest_without_schema("true")
+    assert under_ci.returncode != 0, under_ci.stdout
+    assert "EWS schema not found at /nonexistent/ews-schema" in under_ci.stdout
+    assert "1 error" in under_ci.stdout
+
+    local = _pytest_without_schema("")
+    assert local.returncode == 0, local.stdout
+    assert "SIMULATOR TESTS SKIPPED: EWS SCHEMA MISSING" in local.stdout
+    assert "1 skipped" in local.stdout
