@@ -56,9 +56,18 @@ up: ## the whole stack in Docker (needs a Docker engine)
 down: ## stop the Docker stack
 	docker compose -f docker/compose.yaml down
 
-lock: ## re-resolve requirements*.in into the lock files
-	rm -rf /tmp/calsync-lock && $(PYTHON) -m venv /tmp/calsync-lock
-	/tmp/calsync-lock/bin/pip install -q -r requirements.in && /tmp/calsync-lock/bin/pip freeze > requirements.lock
+# Keeps today's pins where they still fit (drops what nothing needs, adds what is new);
+# `make lock UPGRADE=1` resolves everything afresh to the newest versions.
+LOCK_PINS = $(if $(UPGRADE),,-c requirements.lock -c requirements-dev.lock)
+lock: ## re-resolve requirements.in and requirements-dev.in into both lock files (UPGRADE=1: newest)
+	@set -euo pipefail; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; pip="$$tmp/venv/bin/pip --disable-pip-version-check -q"; \
+	$$pip install $(LOCK_PINS) -r requirements.in; \
+	{ echo "# Pinned runtime dependency tree; regenerate with \`make lock\`."; $$tmp/venv/bin/pip freeze; } > "$$tmp/run"; \
+	$$pip install $(LOCK_PINS) -c "$$tmp/run" -r requirements-dev.in; \
+	{ echo "# Pinned development and test tools (on top of requirements.lock); regenerate with \`make lock\`."; \
+	  $$tmp/venv/bin/pip freeze | grep -vxFf "$$tmp/run"; } > "$$tmp/dev"; \
+	mv "$$tmp/run" requirements.lock; mv "$$tmp/dev" requirements-dev.lock
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

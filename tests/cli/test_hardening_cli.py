@@ -179,3 +179,27 @@ def test_missing_ews_schema_fails_under_ci_and_is_loud_locally() -> None:
     assert local.returncode == 0, local.stdout
     assert "SIMULATOR TESTS SKIPPED: EWS SCHEMA MISSING" in local.stdout
     assert "1 skipped" in local.stdout
+
+
+def test_make_lock_re_resolves_both_lock_files(tmp_path: Path) -> None:
+    """In a copy of the files `make lock` reads and writes, so the worktree's pins stay as they are."""
+    for name in ("Makefile", "requirements.in", "requirements-dev.in", "requirements.lock", "requirements-dev.lock"):
+        (tmp_path / name).write_bytes((REPO / name).read_bytes())
+    # Stale on purpose: one pin from each file removed; both must come back.
+    run_lock = (tmp_path / "requirements.lock").read_text().splitlines()
+    dev_lock = (tmp_path / "requirements-dev.lock").read_text().splitlines()
+    (tmp_path / "requirements.lock").write_text("\n".join(x for x in run_lock if not x.startswith("celery==")) + "\n")
+    (tmp_path / "requirements-dev.lock").write_text(
+        "\n".join(x for x in dev_lock if not x.startswith("pytest==")) + "\n"
+    )
+    result = subprocess.run(
+        ["make", "lock", f"PYTHON={sys.executable}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    new_run = (tmp_path / "requirements.lock").read_text().splitlines()
+    new_dev = (tmp_path / "requirements-dev.lock").read_text().splitlines()
+    assert any(x.startswith("celery==") for x in new_run) and any(x.startswith("exchangelib==") for x in new_run)
+    assert any(x.startswith("pytest==") for x in new_dev) and any(x.startswith("ruff==") for x in new_dev)
+    assert not set(new_run[1:]) & set(new_dev[1:]), "a pin in both lock files"
+    assert new_run[0].startswith("# Pinned runtime") and new_dev[0].startswith("# Pinned development")
