@@ -118,6 +118,7 @@ def start(seconds: float) -> Ticket:
 def finish(ticket: Ticket) -> None:
     with ticket._lock:
         ticket.done = True
+        ticket._conn = None  # the heap keeps finished tickets until their deadline: not their sockets
     if getattr(_local, "ticket", None) is ticket:
         _local.ticket = None
 
