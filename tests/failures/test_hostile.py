@@ -284,3 +284,32 @@ def test_server_older_than_configured_pauses_everyone_with_invalid_server_versio
     assert CATALOGUE["ErrorInvalidServerVersion"].fix in shown.stdout
     assert shown.returncode == 1
     no_secret_in(log)
+
+
+def test_deadline_cuts_a_trickling_answer_over_tls_too(
+    sim: Simulator, proxy: HostileProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog shuts the socket down below the TLS layer; the blocked TLS read returns as well."""
+    from calsync.config import env
+    from calsync.source.errors import SourceError
+    from calsync.source.ews.connection import EwsEndpoint
+    from calsync.source.ews.source import EwsSource
+
+    from .tls import TlsProxy, make_ca_and_server
+
+    monkeypatch.setenv("CALSYNC_EWS_REQUEST_DEADLINE_SECONDS", "2")
+    env.cache_clear()
+    proxy.acts.append(Act("trickle", mailbox=mailbox_email(1), interval=0.3))
+    ca, cert, key = make_ca_and_server(tmp_path)
+    try:
+        with TlsProxy(proxy.port, cert, key) as tls:
+            url = f"https://127.0.0.1:{tls.port}/EWS/Exchange.asmx"
+            source = EwsSource(EwsEndpoint(url, "Exchange2013", "svc-calsync", PASSWORD, ca_bundle=str(ca)))
+            with pytest.raises(SourceError) as info:
+                source.sync_page(mailbox_email(1), None, 5)
+            assert info.value.code == "ResponseTimeout", info.value
+            # The same source (and its connection pool) still serves the other mailboxes.
+            assert source.sync_page(mailbox_email(2), None, 5).changes
+    finally:
+        env.cache_clear()
+    wait_for(lambda: proxy.gave_up, 30, "the trickling connection to be closed by the client")

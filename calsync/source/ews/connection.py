@@ -173,7 +173,7 @@ def _check_soap(body: bytes, content_type: str) -> None:
         title = _TITLE.search(body[:4096])
         shown = f" titled {title.group(1).decode('utf-8', 'replace').strip()!r}" if title else ""
         raise MalformedBody(f"EWS answered HTTP 200 with an HTML page{shown} instead of SOAP XML")
-    if _DTD.search(body):
+    if b"<!" in body and _DTD.search(body):  # memchr first: a DTD-free answer costs one scan
         raise UnsafeXml("EWS answered with a document type declaration (entity definitions); refused unparsed")
     # exchangelib parses leniently: a body cut short (a proxy, a dropped connection with a
     # correct Content-Length) yields a partial page whose SyncState would be stored, silently
