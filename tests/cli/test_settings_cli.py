@@ -41,6 +41,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("sync_private_details", "2"),
     ("ews_max_concurrency", "0"),
     ("ews_max_concurrency", "257"),
+    ("allow_insecure_http", "maybe"),
 ]
 
 GOOD_VALUES: dict[str, tuple[str, Any]] = {
@@ -55,6 +56,7 @@ GOOD_VALUES: dict[str, tuple[str, Any]] = {
     "future_horizon_days": ("730", 730),
     "sync_private_details": ("yes", True),
     "ews_max_concurrency": ("27", 27),
+    "allow_insecure_http": ("true", True),
 }
 
 
