@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from calsync.cli.console import console
 from calsync.cli.db import db
 from calsync.cli.metrics import metrics
 from calsync.cli.operators import operators
@@ -47,3 +48,4 @@ cli.add_command(operators)
 cli.add_command(status)
 cli.add_command(sync)
 cli.add_command(metrics)
+cli.add_command(console)
