@@ -58,9 +58,8 @@ class ConsoleConfig:
 def parse_admins(text: str, source: str) -> dict[str, str]:
     """`name:hash` entries; a bad entry is named by its position, never echoed (it may hold a password)."""
     admins: dict[str, str] = {}
-    for number, entry in enumerate(text.split(), start=1):
-        if entry.startswith("#"):
-            continue
+    entries = [e for line in text.splitlines() if not line.strip().startswith("#") for e in line.split()]
+    for number, entry in enumerate(entries, start=1):
         name, sep, hashed = entry.partition(":")
         if not sep or not name or not hashed.startswith("$argon2"):
             raise ConfigError(

@@ -99,7 +99,11 @@ def operator_detail(request: Request, user: str) -> Response:
         op = console_store.operator_by_id(conn, operator_id)
         if op is None:
             return None
-        return {"op": op, "runs": console_store.last_runs(conn, operator_id), "episode": console_store.open_episode(conn, operator_id)}
+        return {
+            "op": op,
+            "runs": console_store.last_runs(conn, operator_id),
+            "episode": console_store.open_episode(conn, operator_id),
+        }
 
     data = in_transaction(read)
     if data is None:
@@ -137,7 +141,10 @@ def toggle(request: Request, form: FormData, user: str) -> Response:
         flash(request, str(exc), "error")
     else:
         state = "on" if enabled else "off"
-        flash(request, f"Calendar Sync {state} for {email}." if changed else f"Calendar Sync was already {state} for {email}.")
+        flash(
+            request,
+            f"Calendar Sync {state} for {email}." if changed else f"Calendar Sync was already {state} for {email}.",
+        )
     return redirect(_back(form, f"/operators/{operator_id}"))
 
 
@@ -304,10 +311,9 @@ def _parse(data: bytes, filename: str) -> ParsedFile:
 
 def _dry_run(parsed: ParsedFile) -> ImportResult:
     """import_rows(dry_run=True) on a transaction that is always rolled back: nothing is written."""
-    with pool().connection() as conn:
-        with conn.transaction() as tx:
-            result = store.import_rows(conn, parsed.rows, dry_run=True)
-            raise psycopg.Rollback(tx)
+    with pool().connection() as conn, conn.transaction() as tx:
+        result = store.import_rows(conn, parsed.rows, dry_run=True)
+        raise psycopg.Rollback(tx)
     return result
 
 

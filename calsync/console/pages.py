@@ -15,7 +15,7 @@ from calsync.cli.settings import secrets_report
 from calsync.config import env
 from calsync.console import broker
 from calsync.console.auth import CSRF_FIELD, check_password, csrf_ok, current_user
-from calsync.console.web import audited, in_transaction, page, redirect, refused, render, safe_next
+from calsync.console.web import audited, flash, in_transaction, page, redirect, refused, render, safe_next
 from calsync.notify.catalogue import lookup
 from calsync.settings import SETTING_KEYS, ExchangeVersion, SettingError, SyncSettings, allowed_text, validate_one
 from calsync.store import console as console_store
@@ -97,7 +97,7 @@ def history(request: Request, user: str) -> Response:
         "changes": [r["changes"] for r in rows],
         "failures": [r["failed_runs"] + r["failures"] for r in rows],
     }
-    totals = {k: sum(series[k]) for k in ("syncs", "changes", "failures")}  # type: ignore[arg-type]
+    totals = {k: sum(series[k]) for k in ("syncs", "changes", "failures")}
     return render(
         request, "history.html", nav="history", chosen=chosen, ranges=list(HISTORY_RANGES), rows=rows,
         series=series, totals=totals,
@@ -182,8 +182,6 @@ def settings_save(request: Request, form: FormData, user: str) -> Response:
     errors, changed = in_transaction(work)
     if errors:
         return _settings_page(request, submitted, errors, status=400)
-    from calsync.console.web import flash
-
     flash(request, ("Saved: " + ", ".join(changed) + ". ") if changed else "Nothing changed. ")
     if changed:
         flash(request, "The change takes effect on the next batch of every worker.")

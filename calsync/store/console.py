@@ -42,12 +42,13 @@ class OperatorQuery:
 @dataclass(frozen=True)
 class OperatorPage:
     rows: list[dict[str, Any]]
-    total: int
+    total: int | None  # None: not counted (a search)
     query: OperatorQuery
+    more: bool = False  # a next page exists
 
     @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.query.per_page))
+    def pages(self) -> int | None:
+        return None if self.total is None else max(1, -(-self.total // self.query.per_page))
 
 
 def _like(text: str) -> str:
@@ -72,7 +73,15 @@ def _filters(query: OperatorQuery) -> tuple[sql.Composable, dict[str, Any]]:
 
 
 def operator_page(conn: psycopg.Connection[Any], query: OperatorQuery) -> OperatorPage:
-    """One page of operators and how many match; the count skips the join when no search needs it."""
+    """One page of operators, and how many match when that is cheap to know.
+
+    Counting a search exactly would mean evaluating it on every operator (a term matching
+    most of 100,000 addresses defeats the trigram index), so a search is not counted: the
+    page fetches one row more than it shows to know whether a next page exists. Without a
+    search the count reads only what it must: every operator, the partial index of
+    operators that are not 'active' (also for 'active', by difference), or that index
+    with the error code's.
+    """
     where, params = _filters(query)
     expr, unique = SORTS.get(query.sort, SORTS["email"])
     direction = "DESC" if query.descending else "ASC"
@@ -89,18 +98,24 @@ def operator_page(conn: psycopg.Connection[Any], query: OperatorQuery) -> Operat
              LIMIT %(limit)s OFFSET %(offset)s
             """
         ).format(where=where, order=sql.SQL(order)),
-        {**params, "limit": query.per_page, "offset": (max(1, query.page) - 1) * query.per_page},
+        {**params, "limit": query.per_page + 1, "offset": (max(1, query.page) - 1) * query.per_page},
     ).fetchall()
-    if query.search.strip():
-        count_sql = sql.SQL(
-            "SELECT count(*) AS n FROM operators o JOIN sync_state s ON s.operator_id = o.id WHERE {}"
-        ).format(where)
-    elif query.status in STATUSES or query.error_code:
-        count_sql = sql.SQL("SELECT count(*) AS n FROM sync_state s WHERE {}").format(where)
-    else:
-        count_sql = sql.SQL("SELECT count(*) AS n FROM operators o")
-    counted = conn.execute(count_sql, params).fetchone()
-    return OperatorPage([dict(r) for r in rows], int(counted["n"]) if counted else 0, query)
+    shown, more = [dict(r) for r in rows[: query.per_page]], len(rows) > query.per_page
+    total: int | None = None
+    if not query.search.strip():
+        count_sql: sql.Composable
+        if query.status == "active" and not query.error_code:
+            count_sql = sql.SQL(
+                "SELECT (SELECT count(*) FROM operators) - "
+                "(SELECT count(*) FROM sync_state WHERE status <> 'active') AS n"
+            )
+        elif query.status in STATUSES or query.error_code:
+            count_sql = sql.SQL("SELECT count(*) AS n FROM sync_state s WHERE {}").format(where)
+        else:
+            count_sql = sql.SQL("SELECT count(*) AS n FROM operators o")
+        counted = conn.execute(count_sql, params).fetchone()
+        total = int(counted["n"]) if counted else 0
+    return OperatorPage(shown, total, query, more)
 
 
 def operator_by_id(conn: psycopg.Connection[Any], operator_id: int) -> dict[str, Any] | None:
