@@ -50,7 +50,7 @@ flower: $(STAMP) ## Flower on http://127.0.0.1:5555 (basic auth from CALSYNC_FLO
 	$(BIN)/celery -A calsync flower --address=127.0.0.1 --port=5555 --basic-auth=$${CALSYNC_FLOWER_BASIC_AUTH:-admin:admin}
 
 # More workers: docker compose -f docker/compose.yaml up -d --scale worker=4 (see docs/operations.md).
-up: ## the whole stack in Docker (needs a Docker engine)
+up: calsync/console/static/vendor/chart.umd.min.js ## the whole stack in Docker (needs a Docker engine)
 	docker compose -f docker/compose.yaml up -d --build
 
 down: ## stop the Docker stack
@@ -96,7 +96,8 @@ browser: ## install Debian's chromium and chromium-driver for the console's brow
 	fi
 
 console: $(STAMP) $(CONSOLE_VENDOR)/chart.umd.min.js ## the admin console on http://127.0.0.1:8000 against the demo database (run `make demo` first)
-	@test -n "$$CALSYNC_CONSOLE_ADMINS$$CALSYNC_CONSOLE_ADMINS_FILE" || echo "make console: no CALSYNC_CONSOLE_ADMINS set; using admin / calsync-demo (demo only)" >&2
-	CALSYNC_DATABASE_URL=$${CONSOLE_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/calsync_demo} \
-	CALSYNC_CONSOLE_ADMINS="$${CALSYNC_CONSOLE_ADMINS:-$$(echo calsync-demo | $(BIN)/calsync console hash-password admin)}" \
+	@if [ -z "$$CALSYNC_CONSOLE_ADMINS$$CALSYNC_CONSOLE_ADMINS_FILE" ]; then \
+	  echo "make console: no CALSYNC_CONSOLE_ADMINS(_FILE); log in as admin / calsync-demo (docker/secrets/console_admins.demo)" >&2; \
+	  export CALSYNC_CONSOLE_ADMINS_FILE=docker/secrets/console_admins.demo; fi; \
+	CALSYNC_DATABASE_URL=$${CALSYNC_DEMO_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/calsync_demo} \
 	  $(BIN)/calsync console serve --port $${CONSOLE_PORT:-8000}

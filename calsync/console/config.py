@@ -95,7 +95,7 @@ def load(cookie_secure: bool = False) -> ConsoleConfig:
             "behind an authenticating reverse proxy"
         )
     key = None
-    if raw.secret_key is not None:
+    if raw.secret_key is not None and raw.secret_key.get_secret_value():  # empty: unset (compose's default)
         key = raw.secret_key.get_secret_value()
     elif raw.secret_key_file is not None:
         key = _read(raw.secret_key_file, "CALSYNC_CONSOLE_SECRET_KEY_FILE").strip()
