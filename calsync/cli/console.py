@@ -48,6 +48,7 @@ def serve(host: str, port: int, ssl_certfile: Path | None, ssl_keyfile: Path | N
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies,
         access_log=False,
+        timeout_graceful_shutdown=10,
         log_level="warning",
     )
 

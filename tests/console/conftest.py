@@ -179,10 +179,10 @@ class Page:
     def shot(self, name: str) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(1280, max(800, min(int(height) + 40, 3000)))
-        self.driver.save_screenshot(str(path))
-        self.driver.set_window_size(1280, 1000)
+        import base64
+
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
     def axe(self) -> list[dict[str, Any]]:

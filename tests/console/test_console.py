@@ -80,8 +80,9 @@ def test_settings_batch_size_zero_is_refused_beside_the_field_and_nothing_is_sav
     assert page.find("#f-batch_size").get_attribute("aria-invalid") == "true"
     assert "nothing was saved" in page.find("#settings-errors").text
     page.shot("settings-error")
-    shown = settings_show()
-    assert (shown["batch_size"], shown["poll_interval_minutes"]) == (512, 5)
+    with transaction() as conn:
+        stored = settings_store.load(conn)
+    assert (stored.batch_size, stored.poll_interval_minutes) == (512, 5)
     assert page.find("#f-poll_interval_minutes").get_attribute("value") == "7", "the form keeps what was typed"
     no_secret(page)
 
@@ -181,6 +182,37 @@ def test_toggle_off_and_the_next_dispatcher_tick_skips_it(page: Page) -> None:
         flags = {r["email"]: r["calendar_sync"] for r in conn.execute("SELECT email, calendar_sync FROM operators")}
     assert flags == {"a1@example.com": True, "a2@example.com": True, "a3@example.com": True}
 
+    # Add one, with the CLI's checks: a bad address and a duplicate are refused beside the field.
+    page.fill("#add-email", "no-at-sign")
+    page.submit("#add-operator")
+    assert "'no-at-sign' is not an email address like name@example.com" in page.find("#add-email-err").text
+    page.fill("#add-email", "A1@example.com")
+    page.submit("#add-operator")
+    assert "already exists as a1@example.com" in page.find("#add-email-err").text
+    page.fill("#add-email", "new@example.com")
+    page.fill("#add-name", "New One")
+    page.submit("#add-operator")
+    assert "Added new@example.com (Calendar Sync on)." in page.text()
+    # ... and change its address: a different mailbox.
+    page.fill("#edit-email", "newer@example.com")
+    page.submit("#save-operator")
+    assert "Saved newer@example.com." in page.text()
+    with transaction() as conn:
+        row = conn.execute(
+            "SELECT o.display_name, s.status FROM operators o JOIN sync_state s ON s.operator_id = o.id "
+            "WHERE o.email = 'newer@example.com'"
+        ).fetchone()
+        audit = [
+            (r["action"], r["target"]) for r in conn.execute("SELECT action, target FROM console_audit ORDER BY id")
+        ]
+    assert row is not None and (row["display_name"], row["status"]) == ("New One", "not_synced")
+    assert audit == [
+        ("operators.disable", "a2@example.com"),
+        ("operators.enable", "2 operators"),
+        ("operators.add", "new@example.com"),
+        ("operators.update", "new@example.com"),
+    ]
+
 
 @pytest.fixture
 def service_account(monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -249,7 +281,24 @@ def test_simulator_fault_shows_the_fix_on_the_operator_page(page: Page, service_
     page.shot("operator")
     with transaction() as conn:
         audit = [r["action"] for r in conn.execute("SELECT action FROM console_audit ORDER BY id")]
+        mirrored = conn.execute("SELECT count(*) AS n FROM appointments WHERE operator_id = %s", (good,)).fetchone()
     assert audit == ["operators.sync_now"]
+    assert mirrored is not None and mirrored["n"] > 0
+
+    # Disable with purge, after a confirmation page.
+    page.submit("#disable-link")
+    assert f"Disable Calendar Sync for {mailbox_email(1)}?" in page.text()
+    page.shot("disable-confirm-purge")
+    page.click("#purge")
+    page.submit("#confirm-disable")
+    assert f"Calendar Sync off for {mailbox_email(1)}. Purged {mirrored['n']} appointment(s)" in page.text()
+    with transaction() as conn:
+        left = conn.execute("SELECT count(*) AS n FROM appointments WHERE operator_id = %s", (good,)).fetchone()
+        state = conn.execute("SELECT status, stage FROM sync_state WHERE operator_id = %s", (good,)).fetchone()
+        last = conn.execute("SELECT action, detail FROM console_audit ORDER BY id DESC LIMIT 1").fetchone()
+    assert left is not None and left["n"] == 0
+    assert state is not None and (state["status"], state["stage"]) == ("disabled", "initial")
+    assert last is not None and last["action"] == "operators.disable" and last["detail"]["purge"] is True
 
 
 def test_state_changing_post_without_csrf_token_is_refused(page: Page) -> None:
