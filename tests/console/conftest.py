@@ -159,12 +159,12 @@ class Page:
 
     @staticmethod
     def _stale(element: Any) -> bool:
-        from selenium.common.exceptions import StaleElementReferenceException
+        from selenium.common.exceptions import WebDriverException
 
         try:
             element.is_enabled()
             return False
-        except StaleElementReferenceException:
+        except WebDriverException:  # stale, or Chrome's "Node ... does not belong to the document"
             return True
 
     def login(self, name: str = ADMIN, password: str = PASSWORD, expect: bool = True) -> None:

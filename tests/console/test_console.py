@@ -349,7 +349,7 @@ def test_every_page_passes_axe_and_works_by_keyboard(page: Page, tmp_path: Path)
     assert "label" in [v["id"] for v in page.axe()]
     page.go("/login")
     assert page.axe() == [], "login page"
-    page.shot("login")
+    page.shot("page-login")
     keys = ActionChains(page.driver)
     active = lambda: page.driver.switch_to.active_element.get_attribute("id")  # noqa: E731
     page.driver.execute_script("document.activeElement.blur()")
@@ -401,7 +401,7 @@ def test_every_page_passes_axe_and_works_by_keyboard(page: Page, tmp_path: Path)
             )
             assert drawn == [True, True, True], "chart.js drew the three charts"
             assert "7 syncs" in page.text() or name == "history-7d"
-        page.shot(name)
+        page.shot(f"page-{name}")
     page.go("/operators/import")
     page.find("#csv-file").send_keys(str(csv_file))
     page.submit("#preview")
