@@ -213,11 +213,13 @@ def failures_by_code(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 
 
 def history(conn: psycopg.Connection[Any], hours: int, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Per hour, oldest first, every hour present: runs, changes applied, failed runs, failures begun.
+    """Per hour, oldest first, every hour present: runs, changes applied, failed runs, global failures begun.
 
     A run is a sync_runs row: first syncs, resyncs and polls that found changes or failed.
     Polls that found nothing are only counted on sync_state (migration 0004) and are not
-    in this history.
+    in this history. An operator's failure is its failed (or cancelled) run; its failure
+    episode is the same event and is not counted again. A global failure (everyone paused)
+    has no run, so it counts by its episode.
     """
     rows = conn.execute(
         """
@@ -234,7 +236,7 @@ def history(conn: psycopg.Connection[Any], hours: int, now: dt.datetime | None =
         ), episodes AS (
             SELECT date_trunc('hour', started_at) AS hour, count(*) AS failures
               FROM failure_episodes
-             WHERE started_at >= date_trunc('hour', %(now)s::timestamptz) - make_interval(hours => %(h)s - 1)
+             WHERE operator_id IS NULL AND started_at >= date_trunc('hour', %(now)s::timestamptz) - make_interval(hours => %(h)s - 1)
              GROUP BY 1
         )
         SELECT h.hour, coalesce(r.syncs, 0) AS syncs, coalesce(r.changes, 0) AS changes,
