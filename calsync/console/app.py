@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import psycopg
+from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -13,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calsync.console import operators, pages
 from calsync.console.config import ConsoleConfig
-from calsync.console.web import HERE, action
+from calsync.console.web import HERE, action, render
 
 # Scripts and styles only from this server: the console works offline, and an injected
 # inline script would not run.
@@ -51,6 +53,21 @@ class SecurityHeaders:
 
 def health(request: Request) -> Response:
     return Response("ok\n", media_type="text/plain")
+
+
+async def database_down(request: Request, exc: Exception) -> Response:
+    """Postgres unreachable: say so (without the URL's password) instead of a bare 500."""
+    from calsync.config import env
+    from calsync.store.migrate import redact
+
+    return render(
+        request,
+        "error.html",
+        status_code=503,
+        title="Database unreachable",
+        message=f"The console cannot reach Postgres at {redact(env().database_url)}; nothing was changed. "
+        "Start it or fix CALSYNC_DATABASE_URL, then reload.",
+    )
 
 
 def create_app(config: ConsoleConfig) -> Starlette:
@@ -93,6 +110,10 @@ def create_app(config: ConsoleConfig) -> Starlette:
             https_only=config.cookie_secure,
         ),
     ]
-    app = Starlette(routes=routes, middleware=middleware)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={psycopg.OperationalError: database_down, PoolTimeout: database_down},
+    )
     app.state.config = config
     return app
