@@ -23,8 +23,8 @@ from calsync.notify.catalogue import lookup
 from calsync.operators.csv_import import CsvFileError, ParsedFile, parse_operators_csv
 from calsync.settings import EMAIL_RE
 from calsync.store import console as console_store
+from calsync.store import lifecycle
 from calsync.store import operators as store
-from calsync.store import status as status_store
 from calsync.store.db import pool
 from calsync.store.operators import ImportResult, OperatorError
 from calsync.store.status import STATUSES
@@ -275,7 +275,7 @@ def sync_now(request: Request, form: FormData, user: str) -> Response:
 
     def work(conn: Any) -> tuple[str, bool]:
         email = _one(conn, operator_id)
-        due = status_store.request_sync(conn, [email])
+        due = lifecycle.request_sync(conn, [email])
         if due:
             audited(user, "operators.sync_now", email)(conn)
         return email, bool(due)

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 import requests
 
+from calsync import runtime
 from calsync.config import env
 from calsync.notify.catalogue import lookup
 from calsync.simulator import SimulatorServer, generate, mailbox_email
-from calsync.store import dispatch
+from calsync.store import lifecycle
 from calsync.store import operators as operator_store
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
-from calsync.tasks import base
 from tests.conftest import CALSYNC
 
 from .conftest import ADMIN, EWS_PASSWORD, SMTP_PASSWORD, Page, wait_until
@@ -220,23 +220,23 @@ def service_account(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("CALSYNC_EWS_USERNAME", "svc-calsync")
     monkeypatch.setenv("CALSYNC_EWS_PASSWORD", EWS_PASSWORD)
     env.cache_clear()
-    base.reset_process_state()
+    runtime.reset_process_state()
     yield
     env.cache_clear()
-    base.reset_process_state()
+    runtime.reset_process_state()
 
 
 def run_tick() -> dict[int, str]:
     """Claim the due operators (the dispatcher's statement) and run each chain's batches to the end."""
-    from calsync.tasks.sync import run_step
+    from calsync.tasks.sync import sync_once
 
     with transaction() as conn:
-        claims = dispatch.claim_due(conn, slack_seconds=30, lease_seconds=300, limit=1000)
+        claims = lifecycle.claim_due(conn, slack_seconds=30, lease_seconds=300, limit=1000)
     outcomes = {}
     for claim in claims:
         token: int | None = claim.token
         for _ in range(100):
-            step = run_step(claim.operator_id, token, "console-test")
+            step = sync_once(claim.operator_id, token, "console-test")
             if step.next_token is None:
                 break
             token = step.next_token
@@ -249,7 +249,7 @@ def test_simulator_fault_shows_the_fix_on_the_operator_page(page: Page, service_
     with SimulatorServer(sim) as server:
         with transaction() as conn:
             settings_store.set_value(conn, "exchange_url", server.ews_url)
-        base.reset_process_state()
+        runtime.reset_process_state()
         good, broken = add(mailbox_email(1)), add(mailbox_email(2))
         sim.set_impersonation_denied(mailbox_email(2), True)
         outcomes = run_tick()
