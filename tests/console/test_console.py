@@ -22,6 +22,7 @@ from calsync.notify.catalogue import lookup
 from calsync.simulator import SimulatorServer, generate, mailbox_email
 from calsync.store import lifecycle
 from calsync.store import operators as operator_store
+from calsync.store import pause as pause_store
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
 from tests.conftest import CALSYNC
@@ -378,6 +379,18 @@ def test_every_page_passes_axe_and_works_by_keyboard(page: Page, tmp_path: Path)
     with transaction() as conn:
         row = conn.execute("SELECT calendar_sync FROM operators WHERE id = %s", (op,)).fetchone()
     assert row is not None and row["calendar_sync"] is False
+
+    # The global pause, with its reason and fix, on the overview.
+    with transaction() as conn:
+        pause_store.trip(conn, "Unauthorized", "401 from Exchange", poll_interval_minutes=5)
+    page.go("/")
+    pause = page.find("section[aria-labelledby='pause-h']").text
+    assert "Syncing is paused for everyone" in pause and "Unauthorized" in pause
+    assert lookup("Unauthorized").fix in pause
+    assert page.axe() == [], "overview while paused"
+    page.shot("page-overview-paused")
+    with transaction() as conn:
+        pause_store.clear(conn)
 
     csv_file = tmp_path / "ops.csv"
     csv_file.write_text(CSV_TWO_BAD)
