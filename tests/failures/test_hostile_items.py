@@ -148,7 +148,12 @@ def test_years_1_and_9999_are_mirrored_and_the_series_is_bounded_by_the_window(
     sim, op, other = _setup(db, serve, items=6)
     now = dt.datetime.now(UTC).replace(microsecond=0, second=0)
     ancient = sim.create_item(
-        ONE, {"subject": "Since year 1", "start": "0001-01-01T00:00:00+00:00", "end": (now + dt.timedelta(hours=1)).isoformat()}
+        ONE,
+        {
+            "subject": "Since year 1",
+            "start": "0001-01-01T00:00:00+00:00",
+            "end": (now + dt.timedelta(hours=1)).isoformat(),
+        },
     )
     forever = sim.create_item(
         ONE, {"subject": "Until 9999", "start": now.isoformat(), "end": "9999-12-31T23:59:59+00:00"}
@@ -356,7 +361,14 @@ def test_an_unknown_windows_zone_falls_back_for_timed_items_and_refuses_dated_on
     sim, op, other = _setup(db, serve, items=8, batch_size=50)
     timed = _timed_item(sim)
     all_day = sim.create_item(
-        ONE, {"subject": "Offsite", "start": "2030-06-03", "end": "2030-06-05", "is_all_day": True, "timezone": "Asia/Tokyo"}
+        ONE,
+        {
+            "subject": "Offsite",
+            "start": "2030-06-03",
+            "end": "2030-06-05",
+            "is_all_day": True,
+            "timezone": "Asia/Tokyo",
+        },
     )
     daily = sim.create_item(
         ONE,

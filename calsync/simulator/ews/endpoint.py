@@ -35,7 +35,9 @@ _FRACTIONAL = re.compile(rb"(<t:(?:Start|End)>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z(<
 
 
 _CHANGE = re.compile(rb"<t:(Create|Update)>(.*?)</t:\1>", re.DOTALL)
-_GET_ITEM_MESSAGE = re.compile(rb"<m:GetItemResponseMessage ResponseClass=\"Success\">.*?</m:GetItemResponseMessage>", re.DOTALL)
+_GET_ITEM_MESSAGE = re.compile(
+    rb"<m:GetItemResponseMessage ResponseClass=\"Success\">.*?</m:GetItemResponseMessage>", re.DOTALL
+)
 _CHANGE_KEY = re.compile(rb'ChangeKey="[^"]*"')
 _SUBJECT = re.compile(rb"<t:Subject>[^<]*</t:Subject>")
 

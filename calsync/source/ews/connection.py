@@ -32,8 +32,9 @@ from exchangelib.version import Build, Version
 
 from calsync import metrics
 from calsync.config import ConfigError, env
-from calsync.source.ews.timezones import install_time_zone_guard
 from calsync.source.ews.errors import ServerHintPolicy, TruncatedResponse, install_back_off_parser
+from calsync.source.ews.timezones import install_time_zone_guard
+from calsync.source.ews.whole_body import install_whole_body_parser
 
 # The build each configured version stands for; the API version follows from it.
 BUILDS: dict[str, Build] = {
@@ -120,6 +121,7 @@ class VerifyingAdapter(requests.adapters.HTTPAdapter):
 BaseProtocol.HTTP_ADAPTER_CLS = VerifyingAdapter
 install_back_off_parser()
 install_time_zone_guard()
+install_whole_body_parser()
 
 
 class AccountPool:

@@ -9,12 +9,11 @@ kept once, its last copy.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-import logging
-
 from exchangelib import Account
-from exchangelib.errors import EWSError, ErrorItemNotFound
+from exchangelib.errors import ErrorItemNotFound, EWSError
 from exchangelib.folders import Calendar
 from exchangelib.items import CalendarItem
 

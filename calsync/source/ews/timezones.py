@@ -95,5 +95,5 @@ def install_time_zone_guard() -> None:
             return self.default
         return resolve(field_elem.get("Id") or field_elem.get("Name"))
 
-    TimeZoneField.from_xml = from_xml  # type: ignore[method-assign]
+    TimeZoneField.from_xml = from_xml
     _installed = True
