@@ -32,6 +32,7 @@ from exchangelib.version import Build, Version
 
 from calsync import metrics
 from calsync.config import ConfigError, env
+from calsync.source.ews.attendees import install_attendee_limit
 from calsync.source.ews.errors import ServerHintPolicy, TruncatedResponse, install_back_off_parser
 from calsync.source.ews.timezones import install_time_zone_guard
 from calsync.source.ews.whole_body import install_whole_body_parser
@@ -122,6 +123,7 @@ BaseProtocol.HTTP_ADAPTER_CLS = VerifyingAdapter
 install_back_off_parser()
 install_time_zone_guard()
 install_whole_body_parser()
+install_attendee_limit()
 
 
 class AccountPool:

@@ -30,6 +30,7 @@ from exchangelib.recurrence import (
 )
 
 from calsync import errors
+from calsync.source.ews.attendees import dropped_total
 from calsync.source.ews.timezones import unresolved_id
 from calsync.sync.model import STORED_ATTENDEES, Appointment, Attendee, Kind, ModifiedOccurrence
 
@@ -204,7 +205,8 @@ def _attendees(item: CalendarItem) -> tuple[tuple[Attendee, ...], int]:
             total += 1
             if len(out) < STORED_ATTENDEES:
                 out.append(Attendee(email=mb.email_address, name=mb.name, role=role, response=a.response_type))
-    return tuple(out), total
+    # Attendees past the limit were dropped from the answer before parsing (source.ews.attendees).
+    return tuple(out), dropped_total(item.id) or total
 
 
 class UnreadableItem(Exception):

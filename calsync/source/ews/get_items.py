@@ -18,6 +18,7 @@ from exchangelib.folders import Calendar
 from exchangelib.items import CalendarItem
 
 from calsync import errors
+from calsync.source.ews import attendees
 from calsync.source.ews.convert import FETCH_FIELDS, UnreadableItem, to_appointment
 from calsync.sync.model import Appointment, RefusedItem
 
@@ -36,6 +37,7 @@ def _fetch(
     account: Account, calendar: Calendar, mailbox: str, item_ids: Sequence[str], chunk_size: int
 ) -> list[Appointment | RefusedItem]:
     out: dict[str, Appointment | RefusedItem] = {}
+    attendees.forget()
     for result in account.fetch(
         ids=[(i, None) for i in item_ids], folder=calendar, only_fields=FETCH_FIELDS, chunk_size=chunk_size
     ):
