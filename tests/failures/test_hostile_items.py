@@ -346,6 +346,10 @@ def test_a_path_as_time_zone_id_is_refused_alone_and_never_looked_up(
     assert f"SET ASIDE {ONE} item {hostile}: ItemUnconvertible" in result.output
     assert "not a time zone id" in result.output
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning == (
+        f"{ONE}: item {hostile} set aside: ItemUnconvertible: StartTimeZone Id '../../etc/passwd' is not a time zone id"
+    )
 
     # The user saves the item with a real zone: it is tried again and mirrored.
     sim.update_item(ONE, hostile, {"timezone_id": None, "subject": "Fixed zone"})
@@ -434,6 +438,7 @@ def test_an_unknown_windows_zone_falls_back_for_timed_items_and_refuses_dated_on
     assert not [k for k in zone_lookups if "Mars" in k]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(timed in m and "'Mars Standard Time' is not a known time zone" in m for m in warnings)
+    assert any(f"item {daily['id']} set aside: UnknownTimeZone" in m for m in warnings)
     result = CliRunner().invoke(status, ["--no-broker", ONE])
     assert f"SET ASIDE {ONE} item {daily['id']}: UnknownTimeZone" in result.output
 

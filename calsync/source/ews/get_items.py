@@ -84,11 +84,13 @@ def _convert(item: CalendarItem, mailbox: str) -> Appointment | RefusedItem:
     try:
         return to_appointment(item, mailbox)
     except UnreadableItem as exc:
-        return RefusedItem(item.id, item.changekey, exc.code, str(exc))
+        refused = RefusedItem(item.id, item.changekey, exc.code, str(exc))
     except OverflowError as exc:
         # An all-day item on the first or last day of the calendar: its local midnights in its
         # zone fall outside the years 1 to 9999 that Python (and so calsync) can hold.
         reason = f"a start or end falls outside the years 1 to 9999 once placed in its time zone ({exc})"
-        return RefusedItem(item.id, item.changekey, errors.ITEM_UNCONVERTIBLE, reason)
+        refused = RefusedItem(item.id, item.changekey, errors.ITEM_UNCONVERTIBLE, reason)
     except Exception as exc:  # a form calsync cannot convert (a value never seen before)
-        return RefusedItem(item.id, item.changekey, errors.ITEM_UNCONVERTIBLE, f"{type(exc).__name__}: {exc}")
+        refused = RefusedItem(item.id, item.changekey, errors.ITEM_UNCONVERTIBLE, f"{type(exc).__name__}: {exc}")
+    log.warning("%s: item %s set aside: %s: %s", mailbox, refused.item_id, refused.code, refused.reason[:300])
+    return refused
