@@ -26,6 +26,7 @@ REDIS_UNAVAILABLE = "RedisUnavailable"
 INVALID_CURSOR = "ErrorInvalidSyncStateData"
 ITEM_WITHOUT_TIMES = "ItemWithoutTimes"
 ITEM_UNCONVERTIBLE = "ItemUnconvertible"
+UNKNOWN_TIME_ZONE = "UnknownTimeZone"
 
 
 class SourceError(Exception):

@@ -298,7 +298,8 @@ _ENTRIES: tuple[Entry, ...] = (
         "ItemUnconvertible",
         IT,
         "Exchange sent an appointment calsync cannot convert; it was set aside.",
-        "A value outside what calsync handles, such as an unknown time zone id or a date out of range.",
+        "A value outside what calsync handles: a time zone id that is no time zone id at all (such as a file "
+        "path), or a part of the answer the EWS client cannot parse (the item was fetched alone to find it).",
         "See the reason in `calsync status EMAIL`; correct the item in Outlook (it is synced at its next "
         "change), or report the reason if the item looks normal.",
     ),
@@ -327,6 +328,18 @@ _ENTRIES: tuple[Entry, ...] = (
         "SOAP forbids DTDs, so something between the workers and Exchange injects entity expansion "
         "(billion laughs) or external entities (XXE): a hostile or broken proxy.",
         "Treat it as a security incident: find what rewrites the traffic to exchange_url (use https://).",
+    ),
+    Entry(
+        "UnknownTimeZone",
+        IT,
+        "An all-day appointment or a recurring series names a time zone calsync does not know; it was set aside.",
+        "The item's StartTimeZone or EndTimeZone Id is neither a Windows zone in the EWS client's CLDR table nor "
+        "an IANA zone of the installed tz database (a custom zone written by a migration tool or a third-party "
+        "client, or a zone newer than the installed tzdata). Its dates and occurrences depend on the zone's "
+        "rules, so calsync does not guess. A timed single appointment with such a zone is mirrored by its exact "
+        "UTC times, with no time zone, and a warning in the worker's log.",
+        "Open the appointment in Outlook and save it with a standard time zone (it is synced at its next change), "
+        "or upgrade calsync's tzdata/exchangelib if the zone is new. `calsync status EMAIL` lists the zone id.",
     ),
 )
 

@@ -41,6 +41,7 @@ EDITABLE = {
     "required_attendees",
     "optional_attendees",
     "recurrence",
+    "timezone_id",
 }
 READ_ONLY = {
     "id",
@@ -57,6 +58,15 @@ def _people(value: Any, what: str) -> list[Person]:
     if not isinstance(value, list):
         raise ValidationError(f"{what} must be a list")
     return [Person.from_json(p, f"{what}[{i}]") for i, p in enumerate(value)]
+
+
+def _timezone_id(value: Any) -> str | None:
+    """Any string is accepted (the schema types the Id as xs:string): the point is hostile ids."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise ValidationError("timezone_id must be a non-empty string of at most 256 characters, or null")
+    return value
 
 
 def normalise_times(item: CalendarItem) -> None:
@@ -104,6 +114,7 @@ def new_item(data: Any, item_id: str, change_key: str, mailbox_email: str, when:
         created=when,
         last_modified=when,
         recurrence=validate_recurrence(data.get("recurrence")),
+        timezone_id=_timezone_id(data.get("timezone_id")),
     )
     normalise_times(item)
     return item
@@ -142,6 +153,8 @@ def apply_patch(item: CalendarItem, data: Any) -> None:
             changes[name] = _people(data[name], name)
     if "recurrence" in data:
         changes["recurrence"] = validate_recurrence(data["recurrence"])
+    if "timezone_id" in data:
+        changes["timezone_id"] = _timezone_id(data["timezone_id"])
     series_changed = item.recurrence is not None and (
         "recurrence" in changes or "start" in changes or "timezone" in data
     )

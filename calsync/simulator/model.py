@@ -162,6 +162,9 @@ class CalendarItem:
     created: dt.datetime
     last_modified: dt.datetime
     recurrence: dict[str, Any] | None = None
+    #: The StartTimeZone/EndTimeZone Id to put on the wire instead of the zone's Windows name: what
+    #: a third-party client or a migration tool sometimes writes (an unknown or hostile id).
+    timezone_id: str | None = None
     modified_occurrences: dict[dt.datetime, ModifiedOccurrence] = field(default_factory=dict)
     deleted_occurrences: set[dt.datetime] = field(default_factory=set)
     #: Sequence numbers in the mailbox change log (see changelog.py).
@@ -202,7 +205,7 @@ class CalendarItem:
             "recurrence": self.recurrence,
             "modified_occurrences": [self.occurrence_json(m) for _, m in sorted(self.modified_occurrences.items())],
             "deleted_occurrences": [iso_local(d, tz) for d in sorted(self.deleted_occurrences)],
-        }
+        } | ({"timezone_id": self.timezone_id} if self.timezone_id is not None else {})
 
     def occurrence_json(self, mod: ModifiedOccurrence) -> dict[str, Any]:
         tz = self.timezone

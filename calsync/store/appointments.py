@@ -21,7 +21,7 @@ _COLUMNS = (
     "item_id, change_key, kind, series_item_id, original_start, uid, subject, body, body_type, "
     "location, start_at, end_at, timezone, is_all_day, start_date, end_date, is_cancelled, "
     "sensitivity, details_withheld, show_as, organizer_email, organizer_name, is_organizer, "
-    "recurrence, exchange_created_at, exchange_modified_at, deleted_occurrences"
+    "recurrence, exchange_created_at, exchange_modified_at, deleted_occurrences, attendees_total"
 )
 _NCOLS = len(_COLUMNS.split(","))
 _UPDATE_SET = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in _COLUMNS.split(",") if c.strip() != "item_id")
@@ -74,6 +74,7 @@ def _row(operator_id: int, a: Appointment) -> tuple[Any, ...]:
         a.exchange_created_at,
         a.exchange_modified_at,
         list(a.deleted_occurrences) if a.kind is Kind.SERIES else None,
+        a.attendees_total,
     )
 
 
@@ -197,6 +198,7 @@ def _appointment(row: Mapping[str, Any], attendees: Sequence[Attendee]) -> Appoi
         exchange_created_at=utc(row["exchange_created_at"]),
         exchange_modified_at=utc(row["exchange_modified_at"]),
         attendees=tuple(attendees),
+        attendees_total=row["attendees_total"],
         deleted_occurrences=tuple(sorted(d.astimezone(dt.UTC) for d in row["deleted_occurrences"] or ())),
     )
 

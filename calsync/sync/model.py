@@ -26,6 +26,13 @@ class Kind(StrEnum):
     EXCEPTION = "exception"
 
 
+#: Attendees stored per row (appointment_attendees); Appointment.attendees_total keeps how many
+#: Exchange listed. Exchange's own default recipient limit is 500; a meeting sent to a
+#: distribution list expanded to tens of thousands would otherwise write that many rows for
+#: the item and again for every occurrence in the window.
+STORED_ATTENDEES = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Attendee:
     email: str
@@ -76,6 +83,8 @@ class Appointment:
     exchange_created_at: dt.datetime | None = None
     exchange_modified_at: dt.datetime | None = None
     attendees: tuple[Attendee, ...] = ()
+    # How many attendees Exchange listed; `attendees` holds the first STORED_ATTENDEES of them.
+    attendees_total: int | None = None
     # Series masters only: the occurrences Exchange changed or removed (original starts, UTC).
     modified_occurrences: tuple[ModifiedOccurrence, ...] = ()
     deleted_occurrences: tuple[dt.datetime, ...] = ()

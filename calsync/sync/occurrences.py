@@ -31,7 +31,7 @@ def occurrence_item_id(series_item_id: str, original_start: dt.datetime) -> str:
 _HASHED = tuple(
     f.name
     for f in dataclasses.fields(Appointment)
-    if f.name not in ("change_key", "modified_occurrences", "deleted_occurrences", "recurrence")
+    if f.name not in ("change_key", "modified_occurrences", "deleted_occurrences", "recurrence", "attendees_total")
 )
 
 
@@ -41,6 +41,9 @@ def content_change_key(appt: Appointment) -> str:
         v.astimezone(UTC).isoformat() if isinstance(v, dt.datetime) else v
         for v in (getattr(appt, name) for name in _HASHED)
     )
+    if appt.attendees_total is not None and appt.attendees_total != len(appt.attendees):
+        # Only a capped list adds its count: the keys of every other row stay what they were.
+        values += (("attendees_total", appt.attendees_total),)
     return CHANGE_KEY_PREFIX + hashlib.blake2b(repr(values).encode(), digest_size=15).hexdigest()
 
 

@@ -34,6 +34,27 @@ _MALFORMED = (
 _FRACTIONAL = re.compile(rb"(<t:(?:Start|End)>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z(</t:(?:Start|End)>)")
 
 
+_CHANGE = re.compile(rb"<t:(Create|Update)>(.*?)</t:\1>", re.DOTALL)
+_GET_ITEM_MESSAGE = re.compile(
+    rb"<m:GetItemResponseMessage ResponseClass=\"Success\">.*?</m:GetItemResponseMessage>", re.DOTALL
+)
+_CHANGE_KEY = re.compile(rb'ChangeKey="[^"]*"')
+_SUBJECT = re.compile(rb"<t:Subject>[^<]*</t:Subject>")
+
+
+def _stale(fragment: bytes) -> bytes:
+    fragment = _CHANGE_KEY.sub(b'ChangeKey="c3RhbGUtY29weQ=="', fragment, count=1)
+    return _SUBJECT.sub(b"<t:Subject>stale copy</t:Subject>", fragment, count=1)
+
+
+def _duplicate_changes(payload: bytes) -> bytes:
+    return _CHANGE.sub(lambda m: b"<t:Create>" + _stale(m.group(2)) + b"</t:Create>" + m.group(0), payload)
+
+
+def _duplicate_items(payload: bytes) -> bytes:
+    return _GET_ITEM_MESSAGE.sub(lambda m: _stale(m.group(0)) + m.group(0), payload)
+
+
 def _xml(payload: bytes, status: int = 200) -> web.Response:
     return web.Response(body=payload, status=status, headers={"Content-Type": XML})
 
@@ -108,6 +129,12 @@ class EwsEndpoint:
             if fault.kind == "fractional_seconds":
                 sim.fault_fired(fault)
                 payload = _FRACTIONAL.sub(rb"\1.000Z\2", payload)
+            if fault.kind == "duplicate_changes":
+                sim.fault_fired(fault)
+                payload = _duplicate_changes(payload)
+            if fault.kind == "duplicate_items":
+                sim.fault_fired(fault)
+                payload = _duplicate_items(payload)
         if sim.validate:
             problem = validation.response_errors(payload)
             if problem is not None:

@@ -14,7 +14,10 @@ ERROR_KINDS = ("server_busy_fault", "server_busy_message", "invalid_sync_state")
 #: Valid answers in a form real Exchange (or a proxy, or a migration tool's items) sometimes has:
 #: ``fractional_seconds`` writes every item Start and End with milliseconds
 #: (``2014-06-09T04:00:00.000Z``, valid xs:dateTime), which exchangelib cannot parse.
-REWRITE_KINDS = ("fractional_seconds",)
+#: ``duplicate_changes`` lists every Create/Update of a SyncFolderItems page twice, the first copy
+#: with a stale ChangeKey; ``duplicate_items`` answers every item of a GetItem twice, the first copy
+#: with a stale ChangeKey and Subject (both schema-valid: the last copy is the item as it is).
+REWRITE_KINDS = ("fractional_seconds", "duplicate_changes", "duplicate_items")
 #: Not drawn: they refuse requests over ``limit`` concurrent ones, as Exchange's throttling budgets do.
 LIMIT_KINDS = ("concurrent_sync_limit", "account_concurrency_limit")
 
@@ -26,5 +29,7 @@ faults.register(
         "invalid_sync_state": "SyncFolderItems",
         "concurrent_sync_limit": "SyncFolderItems",
         "fractional_seconds": "GetItem",
+        "duplicate_changes": "SyncFolderItems",
+        "duplicate_items": "GetItem",
     },
 )

@@ -290,7 +290,7 @@ def _state(e: _Entry) -> int:
 
 
 def _tz(tag: str, e: _Entry) -> str:
-    ms = windows_zone(e.item.timezone) or "UTC"
+    ms = e.item.timezone_id or windows_zone(e.item.timezone) or "UTC"
     return f'<t:{tag} Id="{attr(ms)}" Name="{attr(ms)}"/>'
 
 

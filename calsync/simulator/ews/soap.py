@@ -44,7 +44,9 @@ def attr(text: str) -> str:
 
 def xml_time(value: dt.datetime) -> str:
     """EWS puts UTC on the wire with a Z designator."""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Not strftime: its %Y writes year 1 as "1", which is no xs:dateTime.
+    v = value.astimezone(dt.UTC)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}Z"
 
 
 def xml_bool(value: bool) -> str:

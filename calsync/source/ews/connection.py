@@ -35,6 +35,7 @@ from calsync import metrics
 from calsync.config import ConfigError, env
 from calsync.source import request_hook
 from calsync.source.ews import deadline
+from calsync.source.ews.attendees import install_attendee_limit
 from calsync.source.ews.errors import (
     MalformedBody,
     ResponseTimeout,
@@ -44,6 +45,8 @@ from calsync.source.ews.errors import (
     UnsafeXml,
     install_back_off_parser,
 )
+from calsync.source.ews.timezones import install_time_zone_guard
+from calsync.source.ews.whole_body import install_whole_body_parser
 
 # The build each configured version stands for; the API version follows from it.
 BUILDS: dict[str, Build] = {
@@ -184,6 +187,9 @@ def _check_soap(body: bytes, content_type: str) -> None:
 
 BaseProtocol.HTTP_ADAPTER_CLS = VerifyingAdapter
 install_back_off_parser()
+install_time_zone_guard()
+install_whole_body_parser()
+install_attendee_limit()
 
 
 class AccountPool:

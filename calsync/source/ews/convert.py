@@ -10,6 +10,7 @@ spring-forward day (23 hours): the end date is therefore taken from the item's D
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +30,11 @@ from exchangelib.recurrence import (
 )
 
 from calsync import errors
-from calsync.sync.model import Appointment, Attendee, Kind, ModifiedOccurrence
+from calsync.source.ews.attendees import dropped_total
+from calsync.source.ews.timezones import unresolved_id
+from calsync.sync.model import STORED_ATTENDEES, Appointment, Attendee, Kind, ModifiedOccurrence
+
+log = logging.getLogger(__name__)
 
 WEEKDAYS = (
     "Monday",
@@ -83,14 +88,41 @@ def _utc(value: Any) -> dt.datetime | None:
 
 
 def _zone(item: CalendarItem) -> ZoneInfo | None:
-    tz = getattr(item, "_start_timezone", None)
-    key = getattr(tz, "key", None)
-    if not key:
-        return None
-    try:
-        return ZoneInfo(key)
-    except Exception:
-        return None
+    """The item's start zone, or None when Exchange sent an id calsync does not know.
+
+    Ids reach this point already resolved (calsync.source.ews.timezones): ZoneInfo is only ever
+    asked for a key from the installed tz database. An unknown id is refused where it matters
+    and otherwise falls back (see UnreadableItem codes below and docs/failures.md):
+
+    - an id that is no time zone id at all (a path, control characters): ItemUnconvertible;
+    - a well-formed but unknown id on an all-day item or a series: UnknownTimeZone, because
+      their dates and occurrences follow the zone's rules and a guess would move them;
+    - a well-formed but unknown id on a timed single item, occurrence or exception: mirrored,
+      with no time zone, since Exchange sends its start and end as exact UTC instants.
+    """
+    zone: ZoneInfo | None = None
+    for name, tag in (("_start_timezone", "StartTimeZone"), ("_end_timezone", "EndTimeZone")):
+        tz = getattr(item, name, None)
+        unknown = unresolved_id(tz)
+        if unknown is not None:
+            raw_id, malformed = unknown
+            if malformed:
+                raise UnreadableItem(errors.ITEM_UNCONVERTIBLE, f"{tag} Id {raw_id!r} is not a time zone id")
+            if item.is_all_day or item.recurrence is not None:
+                what = "an all-day item's dates" if item.is_all_day else "a series' occurrences"
+                raise UnreadableItem(
+                    errors.UNKNOWN_TIME_ZONE,
+                    f"{tag} Id {raw_id!r} is not a known time zone, and {what} depend on its rules",
+                )
+            log.warning(
+                "item %s: %s Id %r is not a known time zone; mirrored with its UTC times and no time zone",
+                item.id, tag, raw_id,
+            )  # fmt: skip
+            tz = None
+        if name == "_start_timezone" and tz is not None:
+            key = getattr(tz, "key", None)
+            zone = ZoneInfo(key) if key else None
+    return zone
 
 
 def recurrence_to_json(rec: Any) -> dict[str, Any] | None:
@@ -155,8 +187,12 @@ def _deleted(item: CalendarItem) -> tuple[dt.datetime, ...]:
     return tuple(sorted(s for s in starts if s is not None))
 
 
-def _attendees(item: CalendarItem) -> tuple[Attendee, ...]:
+def _attendees(item: CalendarItem) -> tuple[tuple[Attendee, ...], int]:
+    """The first STORED_ATTENDEES attendees (required, optional, resources in that order), and
+    how many Exchange listed: a meeting sent to a huge distribution list keeps its count
+    without writing tens of thousands of rows per item and per occurrence."""
     out: list[Attendee] = []
+    total = 0
     for role, attendees in (
         ("required", item.required_attendees),
         ("optional", item.optional_attendees),
@@ -166,8 +202,11 @@ def _attendees(item: CalendarItem) -> tuple[Attendee, ...]:
             mb = a.mailbox
             if mb is None or not mb.email_address:
                 continue
-            out.append(Attendee(email=mb.email_address, name=mb.name, role=role, response=a.response_type))
-    return tuple(out)
+            total += 1
+            if len(out) < STORED_ATTENDEES:
+                out.append(Attendee(email=mb.email_address, name=mb.name, role=role, response=a.response_type))
+    # Attendees past the limit were dropped from the answer before parsing (source.ews.attendees).
+    return tuple(out), dropped_total(item.id) or total
 
 
 class UnreadableItem(Exception):
@@ -201,6 +240,7 @@ def to_appointment(item: CalendarItem, mailbox: str) -> Appointment:
     else:
         start = _utc(item.start)  # type: ignore[assignment]
         end = _utc(item.end)  # type: ignore[assignment]
+    attendees, attendees_total = _attendees(item)
     organizer = item.organizer
     organizer_email = organizer.email_address if organizer is not None else None
     body = item.body
@@ -228,7 +268,8 @@ def to_appointment(item: CalendarItem, mailbox: str) -> Appointment:
         recurrence=recurrence_to_json(item.recurrence),
         exchange_created_at=_utc(item.datetime_created),
         exchange_modified_at=_utc(item.last_modified_time),
-        attendees=_attendees(item),
+        attendees=attendees,
+        attendees_total=attendees_total,
         modified_occurrences=_modified(item),
         deleted_occurrences=_deleted(item),
     )
