@@ -20,6 +20,7 @@ from exchangelib.items import CalendarItem
 from calsync import errors
 from calsync.source.ews import attendees
 from calsync.source.ews.convert import FETCH_FIELDS, UnreadableItem, to_appointment
+from calsync.source.ews.errors import classify
 from calsync.sync.model import Appointment, RefusedItem
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ _PARSE_ERRORS = (ValueError, TypeError, ArithmeticError, LookupError, AttributeE
 
 
 def _parse_error(exc: BaseException) -> bool:
-    return isinstance(exc, _PARSE_ERRORS) and not isinstance(exc, EWSError)
+    """A value one item carries broke the parser; not an error the adapter knows as the call's
+    or the server's (an older server's missing fields are ErrorInvalidServerVersion, for all)."""
+    return isinstance(exc, _PARSE_ERRORS) and not isinstance(exc, EWSError) and classify(exc).code == errors.UNEXPECTED
 
 
 def _fetch(
