@@ -58,6 +58,11 @@ task_routes = {
     "calsync.roll_horizon": {"queue": "dispatch"},
     "calsync.roll_horizon_chunk": {"queue": "dispatch"},
     "calsync.notify.*": {"queue": "notify"},
+    # Push (issue 15): a kick is a claim and a publish, kept off the sync queue so a flood
+    # of batches never delays a notified change; Subscribe calls Exchange, like a batch.
+    "calsync.push_kick": {"queue": "dispatch"},
+    "calsync.push_sweep": {"queue": "dispatch"},
+    "calsync.push_subscribe": {"queue": "sync"},
 }
 
 # Flower and `calsync status` read task events from the workers. No "sent" events: they would

@@ -15,6 +15,7 @@ app = Celery(
         "calsync.tasks.dispatch",
         "calsync.tasks.horizon",
         "calsync.tasks.notify",
+        "calsync.tasks.push",
     ],
 )
 app.config_from_object("celeryconfig")

@@ -16,7 +16,7 @@ from calsync.config import env
 from calsync.settings import SyncSettings
 from calsync.source.errors import InvalidCursor, SourceError
 from calsync.source.port import CalendarSource
-from calsync.store import appointments, failures, sync_state
+from calsync.store import appointments, failures, push_sync_state, sync_state
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
 from calsync.sync.batch import exceptions_to_fetch, items_to_fetch, plan_batch
@@ -48,6 +48,7 @@ class BatchOutcome:
     occurrences_deleted: int = 0
     run_seconds: float | None = None  # set by the batch that finished the run
     recovery_owed: bool = False  # the run ended a failure episode that was emailed
+    push_latencies: tuple[float, ...] = ()  # notification-to-commit seconds of the notifications this run covered
 
 
 def window_for(settings: SyncSettings, now: dt.datetime) -> Window:
@@ -105,6 +106,7 @@ def run_batch(
     full_sync = state.stage in ("initial", "resync")
     run_seconds: float | None = None
     recovery_owed = False
+    push_latencies: list[float] = []
     with transaction() as conn:
         sync_state.lock_fenced(conn, operator_id, token)
         run_id = state.run_id
@@ -132,6 +134,10 @@ def run_batch(
             run_seconds = sync_state.finish_success(conn, operator_id, run_id, settings.poll_interval_minutes)
             # In the same transaction: a run that succeeds ends the operator's failure episode.
             recovery_owed = failures.close_episode(conn, operator_id)
+            if settings.notification_url:
+                push_latencies = push_sync_state.after_success(
+                    conn, [operator_id], settings.push_safety_poll_minutes, env().push_minute_seconds
+                )
     return BatchOutcome(
         operator_id,
         token if not page.includes_last else None,
@@ -144,4 +150,5 @@ def run_batch(
         occurrences_deleted=counts.occurrences_deleted,
         run_seconds=run_seconds,
         recovery_owed=recovery_owed,
+        push_latencies=tuple(push_latencies),
     )

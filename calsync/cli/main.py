@@ -12,6 +12,7 @@ import sys
 import click
 
 from calsync.cli.db import db
+from calsync.cli.listener import listener
 from calsync.cli.metrics import metrics
 from calsync.cli.operators import operators
 from calsync.cli.settings import settings
@@ -47,3 +48,4 @@ cli.add_command(operators)
 cli.add_command(status)
 cli.add_command(sync)
 cli.add_command(metrics)
+cli.add_command(listener)

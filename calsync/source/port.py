@@ -21,3 +21,15 @@ class CalendarSource(Protocol):
     def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
         """Full items for the ids; ids that no longer exist are left out."""
         ...
+
+
+class PushSubscriber(Protocol):
+    """A source that can tell a listener about changes (EWS push today; Graph change
+    notifications later). Streaming (EWS GetStreamingEvents, where Exchange cannot reach a
+    listener) would be a second method here and a second `mode` of push_subscriptions."""
+
+    def subscribe_push(self, mailbox: str, url: str, watermark: str | None, status_frequency: int) -> tuple[str, str]:
+        """Subscribe `mailbox`'s calendar; the source POSTs to `url` and reports at least every
+        `status_frequency` minutes. `watermark`: resume after it (None: from now). Returns
+        (subscription id, watermark)."""
+        ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from calsync.source.errors import SourceError
 from calsync.source.port import CalendarSource
@@ -43,6 +43,11 @@ class ThrottledSource:
             return []
         with self.throttle.slot():
             return self.passing_back_off(lambda: self.inner.get_items(mailbox, item_ids))
+
+    def subscribe_push(self, mailbox: str, url: str, watermark: str | None, status_frequency: int) -> tuple[str, str]:
+        inner: Any = self.inner  # a PushSubscriber too (EwsSource)
+        with self.throttle.slot():
+            return self.passing_back_off(lambda: inner.subscribe_push(mailbox, url, watermark, status_frequency))
 
     @contextmanager
     def lane(self) -> Iterator[LaneSource]:

@@ -26,11 +26,12 @@ import redis
 
 from calsync import metrics
 from calsync.celery import app
+from calsync.config import env
 from calsync.runner import BatchFailed
 from calsync.settings import SyncSettings
 from calsync.source.errors import Disposition, InvalidCursor, SourceError
 from calsync.source.port import CalendarSource
-from calsync.store import pause, polls
+from calsync.store import pause, polls, push_sync_state
 from calsync.store.db import transaction
 from calsync.sync.model import SyncPage
 from calsync.tasks import notify
@@ -55,6 +56,7 @@ class ChunkOutcome:
     defer_seconds: float = 0.0
     handed_off: list[tuple[int, int]] = field(default_factory=list)  # not polled: each as its own batch
     crashed: list[int] = field(default_factory=list)  # an unexpected error: left to the lease's expiry
+    push_latencies: list[float] = field(default_factory=list)  # notification-to-commit seconds (push)
 
 
 def run_chunk(
@@ -113,6 +115,11 @@ def run_chunk(
         if quiet:
             with transaction() as conn:
                 settled = polls.settle_quiet(conn, quiet, settings.poll_interval_minutes)
+                if settings.notification_url:
+                    out.push_latencies = push_sync_state.after_success(
+                        conn, [q.operator_id for q in quiet], settings.push_safety_poll_minutes,
+                        env().push_minute_seconds,
+                    )  # fmt: skip
             out.quiet, out.lost = settled, len(quiet) - settled
     if not out.handed_off:
         out.deferred = [(t.operator_id, t.token) for t in targets[done:]]
@@ -165,6 +172,8 @@ def poll_chunk(self: CalsyncTask, claims: list[list[int]]) -> dict[str, object]:
         owed = owed or step.notify
     if owed:
         notify.schedule()
+    for seconds in out.push_latencies:
+        metrics.PUSH_LATENCY.observe(seconds)
     if out.quiet:
         metrics.BATCHES.labels("done").inc(out.quiet)
         metrics.RUNS.labels("succeeded").inc(out.quiet)

@@ -24,8 +24,8 @@ TASK_NAME = "calsync.sync_batch"
 CHUNK_TASK_NAME = "calsync.poll_chunk"
 
 
-def build_template(app: Any, task_name: str = TASK_NAME) -> dict[str, Any]:
-    """A complete kombu message for `task_name` (on the sync queue), made by Celery's own code."""
+def build_template(app: Any, task_name: str = TASK_NAME, queue: str = SYNC_QUEUE) -> dict[str, Any]:
+    """A complete kombu message for `task_name` (on `queue`), made by Celery's own code."""
     task_id = uuid()
     msg = app.amqp.as_task_v2(
         task_id, task_name, args=(0, 0), kwargs={}, ignore_result=True,
@@ -34,7 +34,7 @@ def build_template(app: Any, task_name: str = TASK_NAME) -> dict[str, Any]:
     headers, properties, body = msg.headers, dict(msg.properties), msg.body
     properties.update(
         delivery_mode=2,
-        delivery_info={"exchange": "", "routing_key": SYNC_QUEUE},
+        delivery_info={"exchange": "", "routing_key": queue},
         priority=0,
         body_encoding="base64",
         delivery_tag=uuid(),
