@@ -118,7 +118,7 @@ class SimulatorClient:
 
     def list_subscriptions(self) -> dict[str, Any]:
         """Push subscriptions Exchange holds ({"subscriptions": [...], "ended": {id: why}})."""
-        return self._call("GET", "/subscriptions")  # type: ignore[no-any-return]
+        return self._call("GET", "/subscriptions")
 
     def kill_subscription(self, sub_id: str) -> None:
         """Forget one push subscription silently (it stops pushing; calsync must notice)."""
