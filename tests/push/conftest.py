@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,6 +88,10 @@ class PushStack:
         )
         return rows[0]["subject"] if rows else None
 
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        calsync = str(Path(sys.executable).parent / "calsync")
+        return subprocess.run([calsync, *args], capture_output=True, text=True, env={**os.environ, **self.stack.env})
+
     def schema_violations(self) -> tuple[int, list[str]]:
         stats = self.client.stats()
         return int(stats["schema_violations"]), list(stats["schema_errors"])
@@ -103,7 +109,11 @@ def push_stack(db: Any, clean_redis: Any, database_url: str, redis_url: str) -> 
     made: list[PushStack] = []
 
     def _make(
-        mailboxes: int = 3, appointments: int = 5, listeners: int = 1, proxy_port: int | None = None
+        mailboxes: int = 3,
+        appointments: int = 5,
+        listeners: int = 1,
+        proxy_port: int | None = None,
+        frequency: int = FREQUENCY,
     ) -> PushStack:
         sim = SimulatorProcess(
             mailboxes=mailboxes, appointments=appointments, seed=15, validate=True,
@@ -132,7 +142,7 @@ def push_stack(db: Any, clean_redis: Any, database_url: str, redis_url: str) -> 
             for key, value in (
                 ("exchange_url", sim.ews_url),
                 ("notification_url", f"http://127.0.0.1:{port}{ps.notification_path}"),
-                ("notification_frequency_minutes", FREQUENCY),
+                ("notification_frequency_minutes", frequency),
                 ("poll_interval_minutes", 1440),
                 ("push_safety_poll_minutes", 1440),
             ):

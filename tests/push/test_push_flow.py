@@ -48,3 +48,18 @@ def test_a_change_reaches_the_mirror_through_push_only(push_stack: Callable[...,
         20,
         "a StatusEvent delivered on every subscription",
     )
+
+
+def test_a_disabled_operators_next_notification_is_answered_unsubscribe(push_stack: Callable[..., PushStack]) -> None:
+    ps = push_stack(mailboxes=2)
+    subs = ps.wait_subscribed()
+    email, other = list(ps.operators)
+    sub_id = subs[ps.operators[email]]
+    assert ps.run_cli("operators", "disable", email).returncode == 0
+    ps.client.update_item(email, ps.mirrored_item(email), {"subject": "after disable"})
+    wait_for(lambda: ps.client.list_subscriptions()["ended"].get(sub_id) == "unsubscribed", 20, "Unsubscribe honoured")
+    row = ps.query("SELECT state FROM push_subscriptions WHERE subscription_id = %s", sub_id)
+    assert row[0]["state"] == "ended"
+    # The other operator keeps its subscription, and the disabled one's mirror stays as it was.
+    assert ps.active_subscriptions() == {ps.operators[other]: subs[ps.operators[other]]}
+    assert ps.query("SELECT 1 FROM appointments WHERE subject = 'after disable'") == []

@@ -250,7 +250,11 @@ class Pusher:
             if problem is not None:
                 sim.stats.violation(f"SendNotification (sent): {problem}")
         if self.session is None or self.session.closed:
-            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT))
+            # A connection per notification, so a load balancer in front of several listeners
+            # spreads them (and a killed listener costs one failed POST, then the retry).
+            self.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT), connector=aiohttp.TCPConnector(force_close=True)
+            )
         try:
             async with self.session.post(url, data=body, headers={"Content-Type": "text/xml; charset=utf-8"}) as resp:
                 payload = await resp.read()
