@@ -137,7 +137,8 @@ def push_stack(db: Any, clean_redis: Any, database_url: str, redis_url: str) -> 
         ps = PushStack(stack, sim, client, {}, database_url)
         made.append(ps)
         port = proxy_port or free_port()
-        ps.listener_ports["listener"] = port
+        if proxy_port is None:
+            ps.listener_ports["listener"] = port
         with transaction() as conn:
             for key, value in (
                 ("exchange_url", sim.ews_url),
