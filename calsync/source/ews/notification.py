@@ -81,8 +81,9 @@ def parse(body: bytes) -> Notification:
     watermark: str | None = None
     for message in messages:
         note = message.find(f"{M}Notification")
-        if message.get("ResponseClass") != "Success" or note is None:
-            changes += 1
+        if message.get("ResponseClass") != "Success":
+            changes += 1  # Exchange could not say what changed: sync to be sure
+        if note is None:
             continue
         this_id = (note.findtext(f"{T}SubscriptionId") or "").strip()
         if not this_id:

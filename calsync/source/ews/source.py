@@ -37,6 +37,8 @@ class EwsSource:
             raise classify(exc) from exc
 
     def subscribe_push(self, mailbox: str, url: str, watermark: str | None, status_frequency: int) -> tuple[str, str]:
+        if not 1 <= status_frequency <= 1440:  # a caller's mistake, not Exchange's answer
+            raise ValueError(f"status_frequency must be 1..1440 minutes, not {status_frequency}")
         account, calendar = self.accounts.calendar(mailbox)
         try:
             return subscribe_push(account, calendar, url, watermark, status_frequency)
