@@ -39,7 +39,7 @@ def test_subscribe_with_and_without_watermark_validates(server: SimulatorServer)
     with pytest.raises(SourceError) as bad:
         source.subscribe_push(email, "http://127.0.0.1:9/push/" + "u" * 20, "bm90IGEgd2F0ZXJtYXJr", 30)
     assert bad.value.code == "ErrorInvalidWatermark"
-    with pytest.raises(ValueError, match="1..1440"):
+    with pytest.raises(ValueError, match=r"1\.\.1440"):
         source.subscribe_push(email, "http://127.0.0.1:9/push/x", None, 0)
 
 
