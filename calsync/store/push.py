@@ -248,17 +248,20 @@ def mark_owed(conn: psycopg.Connection[Any], operator_ids: Sequence[int]) -> Non
         )
 
 
-def end_all(conn: psycopg.Connection[Any], reason: str) -> int:
-    """Push switched off (no notification_url): every live subscription is answered Unsubscribe."""
-    cur = conn.execute(
+def end_all(conn: psycopg.Connection[Any], reason: str) -> list[int]:
+    """Push switched off (no notification_url): every live subscription is answered Unsubscribe.
+
+    Returns the operators whose subscription ended (their stretched polls are due again)."""
+    rows = conn.execute(
         """
         UPDATE push_subscriptions SET state = 'ended', ended_at = now(), end_reason = %s
          WHERE state IN ('subscribing', 'active')
+        RETURNING operator_id
         """,
         (reason,),
-    )
+    ).fetchall()
     conn.execute("UPDATE push_status SET dead_since = NULL, dead_notified_at = NULL WHERE dead_since IS NOT NULL")
-    return cur.rowcount
+    return sorted({int(r["operator_id"]) for r in rows})
 
 
 def end_disabled(conn: psycopg.Connection[Any]) -> int:

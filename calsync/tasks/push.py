@@ -137,7 +137,9 @@ def sweep() -> dict[str, Any]:
     if not settings.notification_url:
         with transaction() as conn:
             ended = push.end_all(conn, "push switched off (no notification_url)")
-        return {"ended": ended}
+            # Their polls were stretched to the safety interval: polling is the mechanism again.
+            push_sync_state.make_due(conn, ended)
+        return {"ended": len(ended)}
     with transaction() as conn:
         disabled = push.end_disabled(conn)
         dead = push.find_dead(conn, minute)
