@@ -24,11 +24,11 @@ app.config_from_object("celeryconfig")
 @worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
     """A forked child must not reuse the parent's sockets: drop them, they reopen lazily."""
+    from calsync import runtime
     from calsync.store import db
-    from calsync.tasks import base
 
     db.close_pool()
-    base.reset_process_state()
+    runtime.reset_process_state()
 
 
 @worker_process_shutdown.connect

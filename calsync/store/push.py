@@ -2,7 +2,7 @@
 
 The only writer of those two tables. Nothing here writes sync_state: where push must move
 an operator's poll (a notification makes it due, a healthy subscription stretches its
-polls) the caller uses calsync.store.push_sync_state, which owns those few statements.
+polls) the caller uses calsync.store.lifecycle (its "Push" section), which owns sync_state.
 
 A subscription is found by the sha256 of the secret in its callback URL, not by the id
 Exchange gave it: the row exists (state 'subscribing') before Subscribe answers, so a
@@ -406,3 +406,19 @@ def per_operator(conn: psycopg.Connection[Any], operator_ids: Sequence[int]) -> 
             "last_error": r["last_error"],
         }
     return out
+
+
+def owed_and_idle(conn: psycopg.Connection[Any], older_than_seconds: float) -> list[int]:
+    """Operators owed a sync for a while with nothing running: their kick was lost (a read)."""
+    rows = conn.execute(
+        """
+        SELECT s.operator_id
+          FROM push_status ps JOIN sync_state s ON s.operator_id = ps.operator_id
+          JOIN operators o ON o.id = s.operator_id
+         WHERE o.calendar_sync AND ps.last_event_at > COALESCE(s.last_poll_at, '-infinity')
+           AND ps.last_event_at < now() - make_interval(secs => %s)
+           AND (NOT s.in_flight OR s.lease_expires_at < now())
+        """,
+        (older_than_seconds,),
+    ).fetchall()
+    return [int(r["operator_id"]) for r in rows]

@@ -1,7 +1,7 @@
 """Push notifications on the workers: the kick a notification starts, subscribing, the sweep.
 
 - `calsync.push_kick` (dispatch queue): an operator with a change notification is claimed
-  at once, through the same claim as the dispatcher's (calsync.store.push_sync_state), and
+  at once, through the same claim as the dispatcher's (calsync.store.lifecycle.claim_pushed), and
   its sync is published exactly as the dispatcher publishes it. While a sync of that
   operator is running, the kick waits for it to end and then starts one more.
 - `calsync.push_subscribe` (sync queue: it calls Exchange, inside the fleet-wide throttle):
@@ -27,10 +27,11 @@ from calsync.config import env
 from calsync.listener.kick import KEY_TTL_MS, kick_key
 from calsync.notify.email import send, smtp_config
 from calsync.push.callback import callback_url, new_secret, secret_hash
-from calsync.source.errors import SourceError
-from calsync.store import push, push_sync_state
+from calsync.errors import SourceError
+from calsync.runtime import current_settings, redis_client, source_for
+from calsync.store import lifecycle, push
 from calsync.store.db import transaction
-from calsync.tasks.base import CalsyncTask, current_settings, redis_client, source_for
+from calsync.tasks.base import CalsyncTask
 from calsync.throttle import ThrottleBusy
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def push_kick(self: CalsyncTask, operator_id: int) -> dict[str, object]:
     # Before the claim: a change recorded after this point kicks again.
     client.delete(kick_key(operator_id))
     with transaction() as conn:
-        claim, why = push_sync_state.claim_pushed(conn, operator_id, env().lease_seconds)
+        claim, why = lifecycle.claim_pushed(conn, operator_id, env().lease_seconds)
     if claim is not None:
         enqueue_chains([claim])
         return {"operator_id": operator_id, "claimed": claim.token}
@@ -138,15 +139,15 @@ def sweep() -> dict[str, Any]:
         with transaction() as conn:
             ended = push.end_all(conn, "push switched off (no notification_url)")
             # Their polls were stretched to the safety interval: polling is the mechanism again.
-            push_sync_state.make_due(conn, ended)
+            lifecycle.make_due(conn, ended)
         return {"ended": len(ended)}
     with transaction() as conn:
         disabled = push.end_disabled(conn)
         dead = push.find_dead(conn, minute)
         # A dead subscription may have missed changes: sync now, as if notified.
         push.mark_owed(conn, dead)
-        lost = push_sync_state.owed_and_idle(conn, LOST_KICK_SECONDS)
-        push_sync_state.make_due(conn, dead + lost)
+        lost = push.owed_and_idle(conn, LOST_KICK_SECONDS)
+        lifecycle.make_due(conn, dead + lost)
         need = push.needing_subscription(
             conn, settings.notification_url, settings.notification_frequency_minutes, SUBSCRIBES_PER_SWEEP
         )

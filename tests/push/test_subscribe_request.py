@@ -10,7 +10,7 @@ from exchangelib.util import create_element
 
 from calsync.simulator import Simulator, SimulatorServer, generate
 from calsync.simulator.ews import validation
-from calsync.source.errors import SourceError
+from calsync.errors import SourceError
 from calsync.source.ews import subscribe
 from calsync.source.ews.connection import EwsEndpoint
 from calsync.source.ews.source import EwsSource

@@ -24,7 +24,7 @@ def _stable(msg: dict[str, Any]) -> dict[str, Any]:
 
 def test_fast_path_message_equals_celerys_own(clean_redis: Any) -> None:
     from calsync.celery import app
-    from calsync.tasks.base import broker_client
+    from calsync.runtime import broker_client
     from calsync.tasks.publish import SYNC_QUEUE, publish_first_batches
     from calsync.tasks.sync import sync_batch
 
@@ -42,7 +42,7 @@ def test_fast_path_message_equals_celerys_own(clean_redis: Any) -> None:
 
 def test_fast_path_chunk_message_equals_celerys_own(clean_redis: Any) -> None:
     from calsync.celery import app
-    from calsync.tasks.base import broker_client
+    from calsync.runtime import broker_client
     from calsync.tasks.poll import poll_chunk
     from calsync.tasks.publish import SYNC_QUEUE, publish_poll_chunks
 
