@@ -24,10 +24,10 @@ from typing import Any
 from calsync import metrics
 from calsync.celery import app
 from calsync.config import env
+from calsync.errors import SourceError
 from calsync.listener.kick import KEY_TTL_MS, kick_key
 from calsync.notify.email import send, smtp_config
 from calsync.push.callback import callback_url, new_secret, secret_hash
-from calsync.errors import SourceError
 from calsync.runtime import current_settings, redis_client, source_for
 from calsync.store import lifecycle, push
 from calsync.store.db import transaction

@@ -8,9 +8,9 @@ import pytest
 from exchangelib.services.subscribe import SubscribeToPush
 from exchangelib.util import create_element
 
+from calsync.errors import SourceError
 from calsync.simulator import Simulator, SimulatorServer, generate
 from calsync.simulator.ews import validation
-from calsync.errors import SourceError
 from calsync.source.ews import subscribe
 from calsync.source.ews.connection import EwsEndpoint
 from calsync.source.ews.source import EwsSource
