@@ -289,7 +289,7 @@ def idle_cpu(n: int, window: float) -> dict[str, Any]:
                     if mode == "push":
                         wait_for(lambda: _count(conn, "SELECT count(*) AS n FROM push_subscriptions WHERE state = 'active'") >= n,
                                  600, "subscribed", 1.0)  # fmt: skip
-                    time.sleep(65.0 if mode == "push" else 6.0)  # past the first stretched poll: the steady state
+                    time.sleep(12.0 if mode == "push" else 6.0)  # every poll stretched (push) or cycling (polling)
                     polls0 = _count(conn, "SELECT sum(polls_total) AS n FROM sync_state")
                     heard0 = _count(conn, "SELECT coalesce(sum(notifications), 0) AS n FROM push_subscriptions")
                     groups = {

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import redis
 
+from calsync import runtime as base
 from calsync.config import env
 from calsync.push.callback import new_secret, secret_hash
 from calsync.store import push
 from calsync.store import settings as settings_store
-from calsync.tasks import base
 from calsync.tasks.push import sweep
 from tests.distributed.stack import connect, insert_operators
 from tests.failures.conftest import Smtp, smtp  # noqa: F401  (the real SMTP server fixture)
