@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
@@ -18,7 +19,9 @@ app = Celery(
         "calsync.tasks.push",
     ],
 )
-app.config_from_object("celeryconfig")
+# Celery's own CELERY_CONFIG_MODULE (set by `celery --config`) may name an overlay module;
+# bench/proto/celeryconfig.py uses it to measure proposed settings.
+app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE") or "calsync.celeryconfig")
 
 
 @worker_process_init.connect

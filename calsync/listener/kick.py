@@ -1,7 +1,7 @@
 """At most one pending sync per operator: a Redis key per operator, and one task message.
 
 The first change notification of an operator sets `calsync:push:kick:<id>` (SET NX) and
-publishes one `calsync.push_kick` message on the dispatch queue (a short queue that sync
+publishes one `calsync.push_kick` message on its queue (dispatch: a short queue that sync
 floods do not delay); every notification while the key exists is coalesced into it. The
 task deletes the key before it claims the operator, so a change that arrives while the
 sync runs sets it again and gets exactly one more sync. The durable record of a pending
@@ -15,10 +15,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from calsync.tasks import names
 from calsync.tasks.publish import build_template, render
 
-KICK_TASK = "calsync.push_kick"
-KICK_QUEUE = "dispatch"
+KICK_TASK = names.PUSH_KICK
 KEY_PREFIX = "calsync:push:kick:"
 # The key outlives a lost message by this much at most; the sweep covers the rest.
 KEY_TTL_MS = 60_000
@@ -31,7 +31,7 @@ def kick_key(operator_id: int) -> str:
 def kick_template() -> dict[str, Any]:
     from calsync.celery import app
 
-    return build_template(app, KICK_TASK, queue=KICK_QUEUE)
+    return build_template(app, KICK_TASK)
 
 
 class Kicker:
@@ -43,12 +43,13 @@ class Kicker:
             else aioredis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
         )
         self.template = kick_template()
+        self.queue = str(self.template["_queue"])  # celeryconfig routes the kick (the dispatch queue)
 
     async def kick(self, operator_id: int) -> bool:
         """True when this call started the operator's pending sync; False: coalesced into one."""
         if not await self.locks.set(kick_key(operator_id), b"1", nx=True, px=KEY_TTL_MS):
             return False
-        await self.broker.lpush(KICK_QUEUE, render(self.template, (operator_id,)))
+        await self.broker.lpush(self.queue, render(self.template, (operator_id,)))
         return True
 
     async def ping(self) -> None:

@@ -19,7 +19,7 @@ from calsync import errors
 from calsync.config import env
 from calsync.errors import InvalidCursor, SourceError
 from calsync.runner.backoff import MAX_RETRY_COUNTDOWN
-from calsync.runner.outage import passes_through
+from calsync.runner.outage import passes_through, struck_by_time_limit
 from calsync.settings import SyncSettings
 from calsync.source.port import CalendarSource
 from calsync.store import appointments, failures, lifecycle, refusals
@@ -102,19 +102,18 @@ def run_batch(
     token = state.lease_token
     try:
         return _leased_batch(source, state, settings, now or dt.datetime.now(dt.UTC), prefetched)
-    except SoftTimeLimitExceeded:
-        # The task ran out of time (a slow or trickling Exchange): give the lease back now
-        # instead of at its expiry, and count it as a failure so it ends in an email.
-        with transaction() as conn:
-            lifecycle.release(
-                conn, operator_id, token, errors.TIME_LIMIT, "the batch was stopped by the task's soft time limit",
-                min(MAX_RETRY_COUNTDOWN, max(60.0, settings.poll_interval_minutes * 60.0)),
-            )  # fmt: skip
-        raise
-    except (BatchFailed, LeaseLost):
-        raise
     except Exception as exc:
-        if passes_through(exc):
+        if struck_by_time_limit(exc):
+            # The task ran out of time (a slow or trickling Exchange): give the lease back now
+            # instead of at its expiry, and count it as a failure so it ends in an email.
+            with transaction() as conn:
+                lifecycle.release(
+                    conn, operator_id, token, errors.TIME_LIMIT,
+                    "the batch was stopped by the task's soft time limit",
+                    min(MAX_RETRY_COUNTDOWN, max(60.0, settings.poll_interval_minutes * 60.0)),
+                )  # fmt: skip
+            raise SoftTimeLimitExceeded() from exc
+        if isinstance(exc, (BatchFailed, LeaseLost)) or passes_through(exc):
             raise
         # Planning, conversion or the write met something it cannot handle (a bug, an answer
         # never seen): classified like a source error, so it is retried, recorded and emailed.

@@ -27,6 +27,7 @@ from calsync.config import env
 from calsync.errors import Disposition, InvalidCursor, SourceError
 from calsync.runner.backoff import MAX_RETRY_COUNTDOWN
 from calsync.runner.batch import BatchFailed
+from calsync.runner.outage import struck_by_time_limit
 from calsync.runner.step import Context, Step, failure_step, run_step
 from calsync.settings import SyncSettings
 from calsync.source.throttled import ThrottledSource
@@ -92,6 +93,8 @@ def run_chunk(
                     out.steps.append((op, run_step(ctx, op, token)))
                     continue
                 except SourceError as err:
+                    if struck_by_time_limit(err):
+                        raise SoftTimeLimitExceeded() from err
                     done += 1
                     out.steps.append((op, failure_step(BatchFailed(err, op, token), settings, probe=False)))
                     if err.disposition is Disposition.GLOBAL:

@@ -32,6 +32,19 @@ def outage_code(exc: BaseException) -> str:
     return errors.REDIS_UNAVAILABLE if isinstance(exc, redis.RedisError) else errors.DATABASE_UNAVAILABLE
 
 
+def struck_by_time_limit(exc: BaseException) -> bool:
+    """The task's soft time limit interrupted this work, however an adapter wrapped it (the
+    EWS client and the adapter's classification re-raise it as their own errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SoftTimeLimitExceeded):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def passes_through(exc: BaseException) -> bool:
     """Not an operator's failure: an outage (the task retries) or the task's time limit (its
     own handler released the lease)."""

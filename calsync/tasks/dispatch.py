@@ -7,12 +7,13 @@ import logging
 import math
 from collections.abc import Sequence
 
-from beat.schedule import DISPATCH_TICK_SECONDS
 from calsync.celery import app
 from calsync.config import env
 from calsync.runtime import broker_client, current_settings
+from calsync.schedule import DISPATCH_TICK_SECONDS
 from calsync.store import dispatch, lifecycle, pause
 from calsync.store.db import transaction
+from calsync.tasks import names
 from calsync.tasks.base import CalsyncTask
 from calsync.tasks.poll import poll_chunk  # noqa: F401  (registers the task the chunks run)
 from calsync.tasks.publish import publish_first_batches, publish_poll_chunks
@@ -50,7 +51,7 @@ def enqueue_chains(claimed: Sequence[lifecycle.Claim]) -> None:
         publish_first_batches(app, client, single)
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.dispatch", acks_late=False)
+@app.task(bind=True, base=CalsyncTask, name=names.DISPATCH, acks_late=False)
 def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, object]:
     """Claim every operator that is due and start its chain; a slot is dispatched once."""
     now = dt.datetime.now(dt.UTC)

@@ -24,6 +24,7 @@ from calsync.runtime import redis_client
 from calsync.store import failures, pause
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
+from calsync.tasks import names
 from calsync.tasks.base import CalsyncTask
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def send_pending() -> dict[str, int]:
 @app.task(
     bind=True,
     base=CalsyncTask,
-    name="calsync.notify.send_pending",
+    name=names.NOTIFY_SEND_PENDING,
     autoretry_for=(smtplib.SMTPException, OSError),
     retry_backoff=30,
     retry_backoff_max=900,

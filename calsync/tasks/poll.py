@@ -14,12 +14,12 @@ from calsync.celery import app
 from calsync.runner.chunk import run_chunk
 from calsync.runner.outage import is_outage
 from calsync.runtime import current_settings, source_for
-from calsync.tasks import notify
+from calsync.tasks import names, notify
 from calsync.tasks.base import CalsyncTask
 from calsync.tasks.sync import follow_up, sync_batch
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.poll_chunk", max_retries=None)
+@app.task(bind=True, base=CalsyncTask, name=names.POLL_CHUNK, max_retries=None)
 def poll_chunk(self: CalsyncTask, claims: list[list[int]]) -> dict[str, object]:
     """Poll a chunk of in-sync operators (ids and lease tokens only)."""
     started = time.monotonic()

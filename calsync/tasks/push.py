@@ -31,6 +31,7 @@ from calsync.push.callback import callback_url, new_secret, secret_hash
 from calsync.runtime import current_settings, redis_client, source_for
 from calsync.store import lifecycle, push
 from calsync.store.db import transaction
+from calsync.tasks import names
 from calsync.tasks.base import CalsyncTask
 from calsync.throttle import ThrottleBusy
 
@@ -49,7 +50,7 @@ def kick_retry_countdown(retries: int) -> float:
     return min(5.0, 0.25 * (2 ** min(retries, 5)))
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.push_kick", max_retries=400, acks_late=True)
+@app.task(bind=True, base=CalsyncTask, name=names.PUSH_KICK, max_retries=400, acks_late=True)
 def push_kick(self: CalsyncTask, operator_id: int) -> dict[str, object]:
     """Start the sync a change notification asked for (at most one pending per operator)."""
     from calsync.tasks.dispatch import enqueue_chains
@@ -125,7 +126,7 @@ def _subscribe_backoff(conn: Any, operator_id: int) -> float:
     return float(min(3600.0, 30.0 * (2 ** min(attempts, 7))))
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.push_subscribe", max_retries=0)
+@app.task(bind=True, base=CalsyncTask, name=names.PUSH_SUBSCRIBE, max_retries=0)
 def push_subscribe(self: CalsyncTask, operator_id: int) -> dict[str, object]:
     """Subscribe one operator's calendar (a failed attempt is retried by the sweep, backing off)."""
     return subscribe_one(operator_id)
@@ -201,7 +202,7 @@ def _email_dead(rows: list[dict[str, Any]], recipients: list[str], minutes: int)
         log.error("push failure email not sent: %s", type(exc).__name__)
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.push_sweep", acks_late=False)
+@app.task(bind=True, base=CalsyncTask, name=names.PUSH_SWEEP, acks_late=False)
 def push_sweep(self: CalsyncTask) -> dict[str, Any]:
     """Beat: keep every enabled operator subscribed and notice dead subscriptions."""
     return sweep()

@@ -18,7 +18,7 @@ from calsync.runner.step import Step, enter, run_step
 from calsync.runtime import current_settings, source_for
 from calsync.store import pause
 from calsync.store.db import transaction
-from calsync.tasks import notify
+from calsync.tasks import names, notify
 from calsync.tasks.base import CalsyncTask
 
 
@@ -28,7 +28,7 @@ def sync_once(operator_id: int, token: int | None, owner: str) -> Step:
     return run_step(enter(settings, source_for(settings), owner, operator_id, token), operator_id, token)
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.sync_batch", max_retries=None)
+@app.task(bind=True, base=CalsyncTask, name=names.SYNC_BATCH, max_retries=None)
 def sync_batch(self: CalsyncTask, operator_id: int, token: int | None = None) -> dict[str, object]:
     """Sync one batch of `operator_id` under lease `token`, then hand on to the next batch."""
     started = time.monotonic()

@@ -120,3 +120,45 @@ def test_a_soft_time_limit_gives_the_lease_back_with_a_code(
         wait_for(lambda: state(db, fast_op)["status"] == "active", 60, "the worker to go on with the next operator")
     finally:
         celery_procs.stop(worker)
+
+
+def test_an_item_without_readable_times_is_set_aside_and_the_rest_syncs(
+    db: psycopg.Connection[Any], serve: Callable[..., SimulatorServer]
+) -> None:
+    """exchangelib leaves a Start or End it cannot parse empty (here: valid xs:dateTime with
+    milliseconds). The adapter refuses that item alone with ItemWithoutTimes; the mailbox's
+    other items are mirrored, the operator ends in sync, `calsync status` names the item,
+    and the item is synced at its next change."""
+    sim = generate(2, 16, seed=5)
+    server = serve(sim)
+    configure(server.ews_url, poll_interval_minutes=60, batch_size=4)
+    op, other = add_operators(db, [mailbox_email(1), mailbox_email(2)])
+    sim.add_fault({"kind": "fractional_seconds", "mailbox": mailbox_email(1), "operation": "GetItem", "count": 1})
+
+    assert drive(db, op).outcome == "done"
+    assert drive(db, other).outcome == "done"
+    assert state(db, op)["status"] == "active" and state(db, op)["last_error_code"] is None
+    refused = db.execute(
+        "SELECT item_id, code, reason FROM refused_items WHERE operator_id = %s ORDER BY item_id", (op,)
+    ).fetchall()
+    assert refused, "the first GetItem's items were set aside"
+    assert {r["code"] for r in refused} == {"ItemWithoutTimes"} and "Start" in refused[0]["reason"]
+    mirrored = {r["item_id"] for r in db.execute("SELECT item_id FROM appointments WHERE operator_id = %s", (op,))}
+    assert mirrored, "the rest of the mailbox is mirrored"
+    assert not mirrored & {r["item_id"] for r in refused}
+    assert db.execute("SELECT count(*) AS n FROM refused_items WHERE operator_id = %s", (other,)).fetchone() == {"n": 0}
+
+    result = CliRunner().invoke(status, ["--no-broker", mailbox_email(1)])
+    assert result.exit_code == 0, "an item set aside is no failure of the operator"
+    assert f"SET ASIDE {mailbox_email(1)} item {refused[0]['item_id']}: ItemWithoutTimes" in result.output
+    assert CATALOGUE["ItemWithoutTimes"].fix in result.output
+
+    # The user saves the item again: its next change brings it in, readable this time.
+    again = refused[0]["item_id"]
+    sim.update_item(mailbox_email(1), again, {"subject": "Saved again"})
+    db.execute("UPDATE sync_state SET next_poll_at = now() WHERE operator_id = %s", (op,))
+    assert drive(db, op).outcome == "done"
+    row = db.execute("SELECT subject FROM appointments WHERE operator_id = %s AND item_id = %s", (op, again)).fetchone()
+    assert row == {"subject": "Saved again"}
+    left = {r["item_id"] for r in db.execute("SELECT item_id FROM refused_items WHERE operator_id = %s", (op,))}
+    assert again not in left and left == {r["item_id"] for r in refused} - {again}
