@@ -302,31 +302,41 @@ def find_dead(conn: psycopg.Connection[Any], minute_seconds: float) -> list[int]
     return [int(r["operator_id"]) for r in rows]
 
 
-def needing_subscription(conn: psycopg.Connection[Any], base_url: str, frequency: int, limit: int) -> list[int]:
-    """Enabled operators past their first sync whose subscription is missing or out of date.
+def needing_subscription(
+    conn: psycopg.Connection[Any], base_url: str, frequency: int, limit: int, hold_seconds: float = 120.0
+) -> list[int]:
+    """Enabled operators past their first sync whose subscription is missing or out of date,
+    each held for `hold_seconds` so that the next sweeps do not ask again while its Subscribe
+    waits in the queue (activate and give_up end the hold).
 
     Out of date: made for another mailbox address, another notification_url or another
     StatusFrequency. An operator whose last Subscribe failed waits for its back-off.
     """
     rows = conn.execute(
         """
-        SELECT o.id
-          FROM operators o
-          JOIN sync_state s ON s.operator_id = o.id
-          LEFT JOIN push_status ps ON ps.operator_id = o.id
-          LEFT JOIN push_subscriptions a ON a.operator_id = o.id AND a.state = 'active'
-         WHERE o.calendar_sync AND s.last_success_at IS NOT NULL
-           AND (ps.next_subscribe_at IS NULL OR ps.next_subscribe_at <= now())
-           AND NOT EXISTS (SELECT 1 FROM push_subscriptions b WHERE b.operator_id = o.id AND b.state = 'subscribing'
-                              AND b.created_at > now() - interval '5 minutes')
-           AND (a.id IS NULL OR lower(a.email) <> lower(o.email) OR a.base_url <> %(url)s
-                OR a.status_frequency_minutes <> %(freq)s)
-         ORDER BY o.id
-         LIMIT %(limit)s
+        WITH wanted AS (
+            SELECT o.id
+              FROM operators o
+              JOIN sync_state s ON s.operator_id = o.id
+              LEFT JOIN push_status ps ON ps.operator_id = o.id
+              LEFT JOIN push_subscriptions a ON a.operator_id = o.id AND a.state = 'active'
+             WHERE o.calendar_sync AND s.last_success_at IS NOT NULL
+               AND (ps.next_subscribe_at IS NULL OR ps.next_subscribe_at <= now())
+               AND NOT EXISTS (SELECT 1 FROM push_subscriptions b WHERE b.operator_id = o.id
+                                  AND b.state = 'subscribing' AND b.created_at > now() - interval '5 minutes')
+               AND (a.id IS NULL OR lower(a.email) <> lower(o.email) OR a.base_url <> %(url)s
+                    OR a.status_frequency_minutes <> %(freq)s)
+             ORDER BY o.id
+             LIMIT %(limit)s
+        )
+        INSERT INTO push_status (operator_id, next_subscribe_at)
+        SELECT id, now() + make_interval(secs => %(hold)s) FROM wanted
+        ON CONFLICT (operator_id) DO UPDATE SET next_subscribe_at = EXCLUDED.next_subscribe_at
+        RETURNING operator_id
         """,
-        {"url": base_url, "freq": frequency, "limit": limit},
+        {"url": base_url, "freq": frequency, "limit": limit, "hold": hold_seconds},
     ).fetchall()
-    return [int(r["id"]) for r in rows]
+    return sorted(int(r["operator_id"]) for r in rows)
 
 
 def dead_too_long(conn: psycopg.Connection[Any], minutes: float, minute_seconds: float) -> list[dict[str, Any]]:
