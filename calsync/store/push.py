@@ -127,13 +127,14 @@ class Target:
     watermark: str | None  # of the current subscription, to resume from
     watermark_at: dt.datetime | None
     was_dead: bool
+    had_subscription: bool  # an earlier subscription existed (a resubscription, not the first)
 
 
 def target(conn: psycopg.Connection[Any], operator_id: int) -> Target | None:
     """The enabled operator to subscribe, with the watermark of its newest subscription."""
     row = conn.execute(
         """
-        SELECT o.id AS operator_id, o.email, p.watermark, p.last_heard_at AS watermark_at,
+        SELECT o.id AS operator_id, o.email, p.watermark, p.last_heard_at AS watermark_at, p.id IS NOT NULL AS had,
                ps.dead_since IS NOT NULL AS was_dead, lower(p.email) = lower(o.email) AS same_mailbox
           FROM operators o
           LEFT JOIN push_status ps ON ps.operator_id = o.id
@@ -152,6 +153,7 @@ def target(conn: psycopg.Connection[Any], operator_id: int) -> Target | None:
         watermark=row["watermark"] if same else None,
         watermark_at=row["watermark_at"] if same else None,
         was_dead=bool(row["was_dead"]),
+        had_subscription=bool(row["had"]),
     )
 
 

@@ -46,11 +46,12 @@ LOST_KICK_SECONDS = 15.0
 
 
 def kick_retry_countdown(retries: int) -> float:
-    """Waiting for a running sync to end: soon at first, then every 5 s."""
-    return min(5.0, 0.25 * (2 ** min(retries, 5)))
+    """Waiting for a running sync to end: 0.1, 0.2, 0.4, 0.8 s, then every second, so the
+    owed sync starts within a second of the running one's end (one UPDATE per try)."""
+    return min(1.0, 0.1 * (2 ** min(retries, 4)))
 
 
-@app.task(bind=True, base=CalsyncTask, name=names.PUSH_KICK, max_retries=400, acks_late=True)
+@app.task(bind=True, base=CalsyncTask, name=names.PUSH_KICK, max_retries=900, acks_late=True)
 def push_kick(self: CalsyncTask, operator_id: int) -> dict[str, object]:
     """Start the sync a change notification asked for (at most one pending per operator)."""
     from calsync.tasks.dispatch import enqueue_chains
@@ -110,11 +111,14 @@ def subscribe_one(operator_id: int) -> dict[str, object]:
         return {"operator_id": operator_id, "failed": code}
     with transaction() as conn:
         active = push.activate(conn, row_id, sub_id, new_watermark)
-        if active and (watermark is None or target.was_dead):
-            # No resume point (or the last subscription died): what happened before this
-            # subscription began is fetched by a sync now, not left to the next poll.
+        # A gap between subscriptions (the last one died, or it could not be resumed from):
+        # what happened in it is fetched by a sync now, not left to the next poll. A first
+        # subscription has no gap: the poll scheduled by the first sync covers the moments
+        # before it.
+        catch_up = active and target.had_subscription and (watermark is None or target.was_dead)
+        if catch_up:
             push.mark_owed(conn, [operator_id])
-    if active and (watermark is None or target.was_dead):
+    if catch_up:
         push_kick.apply_async((operator_id,))
     metrics.PUSH_SUBSCRIBES.labels("subscribed" if active else "lost").inc()
     return {"operator_id": operator_id, "subscribed": active}
