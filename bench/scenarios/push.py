@@ -224,7 +224,7 @@ def latency_and_idle(quick: bool) -> dict[str, Any]:
         finally:
             celery_procs.stop(listener)
     # Idle: the same fleet size, scaled clock (a minute is a second), push vs polling alone.
-    out["idle"] = idle_cpu(n if quick else 2000, idle_window)
+    out["idle"] = idle_cpu(n if quick else 1000, idle_window)
     return out
 
 
