@@ -9,8 +9,10 @@ from tests.push.conftest import PushStack
 
 
 def test_listener_down_for_a_few_retries_loses_nothing(push_stack: Callable[..., PushStack]) -> None:
-    # StatusFrequency 20 (10 s on this clock): retries at 0, 0.25, 0.5, 1, 2, 4 s before Exchange gives up.
-    ps = push_stack(mailboxes=2, frequency=20)
+    # StatusFrequency 60 (30 s on this clock): retries at 0, 0.25, 0.5, 1, 2, 4, 8, 16 s before
+    # Exchange gives up, and calsync calls a subscription dead after 60 s of silence: room for a
+    # slow restart of the listener on a loaded machine.
+    ps = push_stack(mailboxes=2, frequency=60)
     subs = ps.wait_subscribed()
     email = next(iter(ps.operators))
     sub_id = subs[ps.operators[email]]
