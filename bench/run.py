@@ -22,7 +22,7 @@ from bench import common
 common.use_bench_environment()  # before anything reads calsync.config
 
 from bench import report  # noqa: E402
-from bench.scenarios import dispatcher, first_sync, latency, memory, polling, push, simulator  # noqa: E402
+from bench.scenarios import console, dispatcher, first_sync, latency, memory, polling, push, simulator  # noqa: E402
 
 SCENARIOS = {
     "simulator": simulator.run,
@@ -32,6 +32,7 @@ SCENARIOS = {
     "latency": latency.run,
     "memory": memory.run,
     "push": push.run,
+    "console": console.run,
 }
 
 

@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from calsync import logredact
+from calsync.cli.console import console
 from calsync.cli.db import db
 from calsync.cli.listener import listener
 from calsync.cli.metrics import metrics
@@ -39,6 +41,7 @@ def cli(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logredact.install()
 
 
 cli.add_command(db)
@@ -49,3 +52,4 @@ cli.add_command(status)
 cli.add_command(sync)
 cli.add_command(metrics)
 cli.add_command(listener)
+cli.add_command(console)

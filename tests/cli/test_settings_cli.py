@@ -44,6 +44,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("push_safety_poll_minutes", "0"),
     ("push_safety_poll_minutes", "1441"),
     ("notification_url", "https://crm.example.com/ews/push?token=1"),
+    ("allow_insecure_http", "maybe"),
 ]
 
 GOOD_VALUES: dict[str, tuple[str, Any]] = {
@@ -59,6 +60,7 @@ GOOD_VALUES: dict[str, tuple[str, Any]] = {
     "sync_private_details": ("yes", True),
     "ews_max_concurrency": ("27", 27),
     "push_safety_poll_minutes": ("120", 120.0),
+    "allow_insecure_http": ("true", True),
 }
 
 
