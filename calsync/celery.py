@@ -21,6 +21,7 @@ app = Celery(
         "calsync.tasks.dispatch",
         "calsync.tasks.horizon",
         "calsync.tasks.notify",
+        "calsync.tasks.push",
     ],
 )
 # Celery's own CELERY_CONFIG_MODULE (set by `celery --config`) may name an overlay module;

@@ -57,6 +57,14 @@ def start_beat(
     return _spawn(_supervise(args, "beat") if supervised else args, env, log_file)
 
 
+def start_listener(
+    env: Mapping[str, str], port: int, host: str = "127.0.0.1", log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A push listener process (`calsync listener serve`), as a deployment runs it."""
+    calsync = str(Path(sys.executable).parent / "calsync")
+    return _spawn([calsync, "listener", "serve", "--host", host, "--port", str(port)], env, log_file)
+
+
 def _spawn(args: list[str], env: Mapping[str, str], log_file: Path | None) -> subprocess.Popen[bytes]:
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(

@@ -64,6 +64,11 @@ task_routes = {
     names.ROLL_HORIZON: {"queue": "dispatch"},
     names.ROLL_HORIZON_CHUNK: {"queue": "dispatch"},
     names.NOTIFY_PREFIX + "*": {"queue": "notify"},
+    # Push (issue 15): a kick is a claim and a publish, kept off the sync queue so a flood
+    # of batches never delays a notified change; Subscribe calls Exchange, like a batch.
+    names.PUSH_KICK: {"queue": "dispatch"},
+    names.PUSH_SWEEP: {"queue": "dispatch"},
+    names.PUSH_SUBSCRIBE: {"queue": "sync"},
 }
 
 # Flower and `calsync status` read task events from the workers. No "sent" events: they would

@@ -70,6 +70,11 @@ class EnvConfig(BaseSettings):
     poll_chunk_size: int = Field(default=25, ge=1, le=500)
     visibility_timeout: int = Field(default=3600, ge=10, le=7 * 86400)
     redbeat_lock_timeout: int = Field(default=30, ge=3, le=3600)
+    # Push (issue 15): how often the beat sweeps subscriptions (dead ones, missing ones,
+    # emails), and how long one StatusFrequency minute lasts. Production keeps 60; tests set
+    # it (and the simulator's --push-minute-seconds) to a second or less.
+    push_sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
+    push_minute_seconds: float = Field(default=60.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _password_sources(self) -> EnvConfig:

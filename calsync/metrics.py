@@ -78,6 +78,25 @@ SERVER_BACKOFFS = Counter(
 NOTIFICATIONS = Counter("calsync_notifications_sent", "Emails sent, by kind (failure, recovery)", ["kind"])
 PAUSES = Counter("calsync_global_pauses", "Global pauses started, by catalogue code", ["code"])
 
+# Push notifications (issue 15); the listener counts into PROMETHEUS_MULTIPROC_DIR like a worker.
+PUSH_NOTIFICATIONS = Counter(
+    "calsync_push_notifications",
+    "SendNotifications received by the listener, by kind: change, status, unsubscribed, rejected",
+    ["kind"],
+)
+PUSH_COALESCED = Counter(
+    "calsync_push_coalesced", "Change notifications that found a sync of their operator already pending"
+)
+PUSH_UNSUBSCRIBES = Counter("calsync_push_unsubscribes", "Notifications answered Unsubscribe, by reason", ["reason"])
+PUSH_REJECTED = Counter("calsync_push_rejected", "Notifications refused (nothing enqueued), by reason", ["reason"])
+PUSH_DEATHS = Counter("calsync_push_subscription_deaths", "Subscriptions found dead (silent 2 x StatusFrequency)")
+PUSH_SUBSCRIBES = Counter("calsync_push_subscribes", "Subscribe calls, by outcome", ["outcome"])
+PUSH_LATENCY = Histogram(
+    "calsync_push_notification_to_commit_seconds",
+    "From the first notification a sync covered to the commit that ended that sync",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+
 _OPERATION = re.compile(rb"<(?:[A-Za-z]+:)?Body[^>]*>\s*<(?:[A-Za-z]+:)?([A-Za-z]+)")
 
 

@@ -28,6 +28,12 @@ beat_schedule = {
         "schedule": crontab(minute=17, hour=3),
         "options": {"queue": "dispatch", "expires": 6 * 3600},
     },
+    # Push subscriptions: dead ones, missing ones, lost kicks, push failure emails (calsync.tasks.push).
+    "PushSweep": {
+        "task": names.PUSH_SWEEP,
+        "schedule": timedelta(seconds=env().push_sweep_seconds),
+        "options": {"queue": "dispatch", "expires": env().push_sweep_seconds * 3},
+    },
     # Safety net for failure/recovery emails whose enqueue was lost while the broker was down.
     "NotifySweep": {
         "task": names.NOTIFY_SEND_PENDING,

@@ -84,6 +84,12 @@ class SyncSettings(BaseModel):
     ews_max_concurrency: int = Field(
         default=10, ge=1, le=256, description="fleet-wide concurrent EWS requests per service account"
     )
+    push_safety_poll_minutes: float = Field(
+        default=60,
+        gt=0,
+        le=1440,
+        description="minutes between polls of a mailbox while its push subscription is healthy",
+    )
     allow_insecure_http: bool = Field(
         default=False,
         description="accept an http:// exchange_url on a non-loopback host (sends the password in clear text)",
@@ -114,6 +120,8 @@ class SyncSettings(BaseModel):
         assert v is not None
         if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
             raise ValueError("must be an http:// or https:// URL, or empty for polling only")
+        if "?" in v or "#" in v:
+            raise ValueError("must have no ?query or #fragment: the listener's per-subscription secret is appended")
         return v
 
     @field_validator("notify_sync_failure_to")

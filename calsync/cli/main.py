@@ -14,6 +14,7 @@ import click
 from calsync import logredact
 from calsync.cli.console import console
 from calsync.cli.db import db
+from calsync.cli.listener import listener
 from calsync.cli.metrics import metrics
 from calsync.cli.operators import operators
 from calsync.cli.settings import settings
@@ -50,4 +51,5 @@ cli.add_command(operators)
 cli.add_command(status)
 cli.add_command(sync)
 cli.add_command(metrics)
+cli.add_command(listener)
 cli.add_command(console)

@@ -12,9 +12,11 @@ from typing import Any
 import click
 
 from calsync.cli.settings import open_database
+from calsync.config import env
 from calsync.notify.catalogue import lookup
 from calsync.operators.emails import key as email_key
 from calsync.store import pause as pause_store
+from calsync.store import push as push_store
 from calsync.store import refusals
 from calsync.store import status as status_store
 
@@ -81,12 +83,18 @@ def status(emails: tuple[str, ...], as_json: bool, no_broker: bool) -> None:
         )
         refused = refusals.listed(conn, list(emails) or None)
         paused = pause_store.current(conn)
+        push_fleet = push_store.fleet(conn, env().push_minute_seconds)
+        push_rows = push_store.per_operator(conn, [r["id"] for r in rows]) if emails else {}
+    for r in rows:
+        if r["id"] in push_rows:
+            r["push"] = push_rows[r["id"]]
     report: dict[str, Any] = {
         **fleet,
         "failures": [_failure(r) for r in failed_rows],
         "retrying": [_failure(r) for r in retrying_rows if r["last_error_code"]],
         "items_set_aside": [_refusal(r) for r in refused],
         "pause": None,
+        "push": push_fleet,
     }
     if paused is not None:
         entry = lookup(paused.code)
@@ -120,6 +128,11 @@ def _print(report: dict[str, Any]) -> None:
     tick = report["last_tick"]
     click.echo(f"last tick: {tick['at']} ({tick['dispatched']} dispatched)" if tick else "last tick: never")
     click.echo(f"appointments mirrored: {report['appointments']}")
+    p = report["push"]
+    click.echo(
+        f"push: {p['subscribed']} subscribed ({p['healthy']} healthy), {p['subscribing']} subscribing, "
+        f"{p['dead']} dead, last heard {p['last_heard'] or 'never'}"
+    )
     if "broker" in report:
         if report["broker"] == "ok":
             click.echo(f"workers online: {len(report['workers'])} {' '.join(report['workers'])}")
@@ -145,3 +158,10 @@ def _print(report: dict[str, Any]) -> None:
             f"last success {r['last_success_at'] or 'never'}, next poll {r['next_poll_at']}"
             + (f", last error {r['last_error_code']}" if r["last_error_code"] else "")
         )
+        push = r.get("push")
+        if push and (push["subscribed"] or push["dead_since"]):
+            click.echo(
+                f"    push: {'subscribed' if push['subscribed'] else 'not subscribed'}, "
+                f"last heard {push['last_heard'] or 'never'}"
+                + (f", dead since {push['dead_since']}" if push["dead_since"] else "")
+            )

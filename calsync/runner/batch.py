@@ -56,6 +56,7 @@ class BatchOutcome:
     occurrences_deleted: int = 0
     run_seconds: float | None = None  # set by the batch that finished the run
     recovery_owed: bool = False  # the run ended a failure episode that was emailed
+    push_latencies: tuple[float, ...] = ()  # notification-to-commit seconds of the notifications this run covered
 
 
 def _split(
@@ -155,6 +156,7 @@ def _leased_batch(
     full_sync = state.stage in ("initial", "resync")
     run_seconds: float | None = None
     recovery_owed = False
+    push_latencies: list[float] = []
     with transaction() as conn:
         lifecycle.fence(conn, operator_id, token)
         run_id = state.run_id
@@ -181,6 +183,10 @@ def _leased_batch(
             run_seconds = lifecycle.finish(conn, operator_id, token, run_id, settings.poll_interval_minutes)
             # In the same transaction: a run that succeeds ends the operator's failure episode.
             recovery_owed = failures.close_episode(conn, operator_id)
+            if settings.notification_url:
+                push_latencies = lifecycle.push_after_finish(
+                    conn, [operator_id], settings.push_safety_poll_minutes, env().push_minute_seconds
+                )
     return BatchOutcome(
         operator_id,
         token if not page.includes_last else None,
@@ -193,4 +199,5 @@ def _leased_batch(
         occurrences_deleted=counts.occurrences_deleted,
         run_seconds=run_seconds,
         recovery_owed=recovery_owed,
+        push_latencies=tuple(push_latencies),
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from celery.exceptions import SoftTimeLimitExceeded
 
 from calsync import errors
+from calsync.config import env
 from calsync.errors import Disposition, InvalidCursor, SourceError
 from calsync.runner.backoff import MAX_RETRY_COUNTDOWN
 from calsync.runner.batch import BatchFailed
@@ -49,6 +50,7 @@ class ChunkOutcome:
     defer_seconds: float = 0.0
     handed_off: list[tuple[int, int]] = field(default_factory=list)  # not polled: each as its own batch
     timed_out: int | None = None  # the operator being polled when the task's time limit struck
+    push_latencies: list[float] = field(default_factory=list)  # notification-to-commit seconds (push)
 
 
 def run_chunk(
@@ -125,6 +127,11 @@ def run_chunk(
         if quiet:
             with transaction() as conn:
                 settled = lifecycle.settle_quiet(conn, quiet, settings.poll_interval_minutes)
+                if settings.notification_url:
+                    out.push_latencies = lifecycle.push_after_finish(
+                        conn, [q.operator_id for q in quiet], settings.push_safety_poll_minutes,
+                        env().push_minute_seconds,
+                    )  # fmt: skip
             out.quiet, out.lost = settled, len(quiet) - settled
     if not out.handed_off:
         out.deferred = [(t.operator_id, t.token) for t in targets[done:]]

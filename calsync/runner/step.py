@@ -124,6 +124,8 @@ def _success(outcome: BatchOutcome, probe: bool) -> Step:
     metrics.RUNS.labels("succeeded").inc()
     if outcome.run_seconds is not None:
         metrics.RUN_DURATION.observe(outcome.run_seconds)
+    for seconds in outcome.push_latencies:
+        metrics.PUSH_LATENCY.observe(seconds)
     return Step(result, "done", notify=owed)
 
 

@@ -115,3 +115,11 @@ class SimulatorClient:
 
     def reset_stats(self) -> None:
         self._call("POST", "/stats/reset")
+
+    def list_subscriptions(self) -> dict[str, Any]:
+        """Push subscriptions Exchange holds ({"subscriptions": [...], "ended": {id: why}})."""
+        return self._call("GET", "/subscriptions")
+
+    def kill_subscription(self, sub_id: str) -> None:
+        """Forget one push subscription silently (it stops pushing; calsync must notice)."""
+        self._call("DELETE", f"/subscriptions/{quote(sub_id, safe='')}")

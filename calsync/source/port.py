@@ -23,3 +23,15 @@ class CalendarSource(Protocol):
         cannot read (no readable start or end, a form it cannot convert) comes back as a
         RefusedItem with a catalogue code instead of failing the whole call."""
         ...
+
+
+class PushSubscriber(Protocol):
+    """A source that can tell a listener about changes (EWS push today; Graph change
+    notifications later). Streaming (EWS GetStreamingEvents, where Exchange cannot reach a
+    listener) would be a second method here and a second `mode` of push_subscriptions."""
+
+    def subscribe_push(self, mailbox: str, url: str, watermark: str | None, status_frequency: int) -> tuple[str, str]:
+        """Subscribe `mailbox`'s calendar; the source POSTs to `url` and reports at least every
+        `status_frequency` minutes. `watermark`: resume after it (None: from now). Returns
+        (subscription id, watermark)."""
+        ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from calsync.errors import SourceError
 from calsync.source import request_hook
@@ -45,6 +45,11 @@ class ThrottledSource:
             return []
         with self.throttle.slot() as lane, request_hook.each_request(lane.cover_request):
             return self.passing_back_off(lambda: self.inner.get_items(mailbox, item_ids))
+
+    def subscribe_push(self, mailbox: str, url: str, watermark: str | None, status_frequency: int) -> tuple[str, str]:
+        inner: Any = self.inner  # a PushSubscriber too (EwsSource)
+        with self.throttle.slot():
+            return self.passing_back_off(lambda: inner.subscribe_push(mailbox, url, watermark, status_frequency))
 
     @contextmanager
     def lane(self) -> Iterator[LaneSource]:

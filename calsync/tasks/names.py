@@ -15,5 +15,12 @@ ROLL_HORIZON_CHUNK = "calsync.roll_horizon_chunk"
 NOTIFY_SEND_PENDING = "calsync.notify.send_pending"
 #: Every notify task shares this prefix, so one route sends them all to the notify queue.
 NOTIFY_PREFIX = "calsync.notify."
+# Push notifications (calsync/tasks/push.py)
+PUSH_KICK = "calsync.push_kick"
+PUSH_SUBSCRIBE = "calsync.push_subscribe"
+PUSH_SWEEP = "calsync.push_sweep"
 
-ALL = (DISPATCH, SYNC_BATCH, POLL_CHUNK, ROLL_HORIZON, ROLL_HORIZON_CHUNK, NOTIFY_SEND_PENDING)
+ALL = (
+    DISPATCH, SYNC_BATCH, POLL_CHUNK, ROLL_HORIZON, ROLL_HORIZON_CHUNK, NOTIFY_SEND_PENDING,
+    PUSH_KICK, PUSH_SUBSCRIBE, PUSH_SWEEP,
+)  # fmt: skip

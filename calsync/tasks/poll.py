@@ -40,6 +40,8 @@ def poll_chunk(self: CalsyncTask, claims: list[list[int]]) -> dict[str, object]:
         owed = owed or step.notify
     if owed:
         notify.schedule()
+    for seconds in out.push_latencies:
+        metrics.PUSH_LATENCY.observe(seconds)
     if out.quiet:
         metrics.BATCHES.labels("done").inc(out.quiet)
         metrics.RUNS.labels("succeeded").inc(out.quiet)

@@ -41,6 +41,9 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("sync_private_details", "2"),
     ("ews_max_concurrency", "0"),
     ("ews_max_concurrency", "257"),
+    ("push_safety_poll_minutes", "0"),
+    ("push_safety_poll_minutes", "1441"),
+    ("notification_url", "https://crm.example.com/ews/push?token=1"),
     ("allow_insecure_http", "maybe"),
 ]
 
@@ -56,6 +59,7 @@ GOOD_VALUES: dict[str, tuple[str, Any]] = {
     "future_horizon_days": ("730", 730),
     "sync_private_details": ("yes", True),
     "ews_max_concurrency": ("27", 27),
+    "push_safety_poll_minutes": ("120", 120.0),
     "allow_insecure_http": ("true", True),
 }
 

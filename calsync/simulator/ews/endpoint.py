@@ -15,7 +15,7 @@ from aiohttp import web
 
 from calsync.simulator import frontend
 from calsync.simulator.core import Simulator
-from calsync.simulator.ews import dispatch, validation
+from calsync.simulator.ews import dispatch, push, validation
 from calsync.simulator.ews.faults import ERROR_KINDS
 from calsync.simulator.ews.soap import NS_SOAP, SchemaError, schema_fault, server_busy_fault
 from calsync.simulator.faults import Fault
@@ -164,4 +164,20 @@ def routes(sim: Simulator) -> Iterable[web.AbstractRouteDef]:
     async def ews(request: web.Request) -> web.StreamResponse:
         return await endpoint(request)
 
-    return [web.post(EWS_PATH, ews), web.post(EWS_PATH.lower(), ews)]
+    pusher = push.pusher_for(sim)
+
+    async def subscriptions(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"subscriptions": pusher.list(), "ended": dict(pusher.ended)})
+
+    async def kill(request: web.Request) -> web.StreamResponse:
+        if not pusher.kill(request.match_info["sub_id"]):
+            return web.json_response({"error": "no such subscription"}, status=404)
+        return web.json_response({"killed": request.match_info["sub_id"]})
+
+    return [
+        web.post(EWS_PATH, ews),
+        web.post(EWS_PATH.lower(), ews),
+        # Push subscriptions (Exchange's side of them): list, and kill one silently.
+        web.get("/admin/subscriptions", subscriptions),
+        web.delete("/admin/subscriptions/{sub_id}", kill),
+    ]

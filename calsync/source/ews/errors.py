@@ -59,6 +59,9 @@ _TABLE: tuple[tuple[type[BaseException], str, Disposition], ...] = (
     (ex.RateLimitError, "HttpThrottled", T),
     (ex.MalformedResponseError, "MalformedResponse", T),
     (ex.ErrorInternalServerError, "ErrorInternalServerError", T),
+    # Subscribe (push): the resume point is gone; calsync subscribes again without it.
+    (ex.ErrorInvalidWatermark, "ErrorInvalidWatermark", T),
+    (ex.ErrorSubscriptionNotFound, "ErrorSubscriptionNotFound", T),
 )
 
 # Below EWS: what a failed connection attempt looks like in requests/urllib3 messages.

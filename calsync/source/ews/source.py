@@ -8,6 +8,7 @@ from calsync.errors import SourceError
 from calsync.source.ews.connection import AccountPool, EwsEndpoint
 from calsync.source.ews.errors import classify
 from calsync.source.ews.get_items import get_items
+from calsync.source.ews.subscribe import subscribe_push
 from calsync.source.ews.sync_page import sync_page
 from calsync.sync.model import Appointment, RefusedItem, SyncPage
 
@@ -30,6 +31,17 @@ class EwsSource:
         account, calendar = self.accounts.calendar(mailbox)
         try:
             return get_items(account, calendar, mailbox, item_ids)
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def subscribe_push(self, mailbox: str, url: str, watermark: str | None, status_frequency: int) -> tuple[str, str]:
+        if not 1 <= status_frequency <= 1440:  # a caller's mistake, not Exchange's answer
+            raise ValueError(f"status_frequency must be 1..1440 minutes, not {status_frequency}")
+        account, calendar = self.accounts.calendar(mailbox)
+        try:
+            return subscribe_push(account, calendar, url, watermark, status_frequency)
         except SourceError:
             raise
         except Exception as exc:

@@ -1,0 +1,406 @@
+"""Push notifications (issue 15): change-to-mirror latency, listener throughput, idle CPU against polling.
+
+1. Listener: one `calsync listener serve` process (one core: one event loop) is fed valid
+   SendNotifications over HTTP by a load generator in this process (64 connections at once),
+   first keep-alives (StatusEvent) then changes (coalesced per operator). Measured: answers
+   per second, answer time p50/p99 at the client, CPU seconds of the listener, Postgres and
+   Redis per notification.
+2. Latency: N operators subscribed through the real path (first sync, sweep, Subscribe on
+   the simulator), polling set to a day; edits at a fixed rate spread over random operators;
+   a watcher reads Postgres every 50 ms. Latency = edit answered by the simulator -> row
+   readable in Postgres.
+3. Idle CPU: the same fleet with nothing changing, on a clock where one StatusFrequency minute
+   lasts one second (simulator and calsync alike). Push: StatusFrequency 30 (a keep-alive per
+   mailbox every 30 "minutes") and push_safety_poll_minutes 60; polling alone: every 5
+   "minutes". CPU seconds of every calsync process (workers, beat, listener) plus Postgres
+   and Redis, not the simulator (it stands for Exchange). Every cost is per mailbox, so the
+   ratio holds for 100,000 mailboxes; the absolute figure is scaled to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import random
+import threading
+import time
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from bench import common
+from bench.fleet import LOGS, fleet, wait_for
+from calsync import celery_procs
+from calsync.push.callback import callback_url, new_secret, secret_hash
+from calsync.simulator import SimulatorProcess, mailbox_email
+
+NS_SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+NS_M = "http://schemas.microsoft.com/exchange/services/2006/messages"
+NS_T = "http://schemas.microsoft.com/exchange/services/2006/types"
+
+
+def _note(sub_id: str, n: int, change: bool) -> bytes:
+    event = (
+        f"<t:ModifiedEvent><t:Watermark>w{n}</t:Watermark><t:TimeStamp>2026-12-02T10:00:00Z</t:TimeStamp>"
+        f'<t:ItemId Id="i{n}" ChangeKey="c"/><t:ParentFolderId Id="f" ChangeKey="c"/></t:ModifiedEvent>'
+        if change
+        else f"<t:StatusEvent><t:Watermark>w{n}</t:Watermark></t:StatusEvent>"
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><soap11:Envelope xmlns:soap11="{NS_SOAP}"><soap11:Body>'
+        f'<m:SendNotification xmlns:m="{NS_M}" xmlns:t="{NS_T}"><m:ResponseMessages>'
+        '<m:SendNotificationResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+        f"<m:Notification><t:SubscriptionId>{sub_id}</t:SubscriptionId><t:PreviousWatermark>w{n - 1}"
+        f"</t:PreviousWatermark><t:MoreEvents>false</t:MoreEvents>{event}</m:Notification>"
+        "</m:SendNotificationResponseMessage></m:ResponseMessages></m:SendNotification></soap11:Body>"
+        "</soap11:Envelope>"
+    ).encode()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listener(port: int, tag: str) -> Any:
+    proc = celery_procs.start_listener(common.bench_env(), port, log_file=LOGS / f"listener-{tag}.log")
+    import requests
+
+    def up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(up, 30, "the listener")
+    return proc
+
+
+def listener_throughput(quick: bool) -> dict[str, Any]:
+    subs, seconds, concurrency = (200, 3.0, 16) if quick else (1000, 10.0, 16)
+    common.reset_database()
+    common.flush_redis()
+    common.add_operators([f"op{i:05d}@example.com" for i in range(subs)])
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/ews/push"
+    secrets = [new_secret() for _ in range(subs)]
+    with common.connect() as conn, conn.cursor() as cur:
+        ids = [r["id"] for r in conn.execute("SELECT id FROM operators ORDER BY id").fetchall()]
+        cur.executemany("INSERT INTO push_status (operator_id) VALUES (%s)", [(i,) for i in ids])
+        cur.executemany(
+            "INSERT INTO push_subscriptions (operator_id, subscription_id, secret_hash, base_url, email, "
+            "status_frequency_minutes, state, subscribed_at, last_heard_at) "
+            "VALUES (%s, %s, %s, %s, 'x@example.com', 30, 'active', now(), now())",
+            [(op, f"SUB{op}", secret_hash(s), base) for op, s in zip(ids, secrets, strict=True)],
+        )
+    targets = [(callback_url(base, s), f"SUB{op}") for op, s in zip(ids, secrets, strict=True)]
+    proc = _listener(port, "throughput")
+    out: dict[str, Any] = {"subscriptions": subs, "concurrency": concurrency}
+    try:
+        for kind, change in (("keepalive", False), ("change", True)):
+            common.say(f"listener: {kind} notifications for {seconds:.0f}s, {concurrency} at a time")
+            groups = {
+                "listener": [proc.pid],
+                "postgres": common.postgres_backends(),
+                "redis": common.redis_pids(),
+            }
+            # Two load generator processes (the client's own CPU must not be what limits the listener).
+            with multiprocessing.get_context("spawn").Pool(GENERATORS) as pool:
+                pool.map(_warm, range(GENERATORS))
+                with common.cpu_window(groups) as cpu:
+                    parts = pool.starmap(
+                        _load_process,
+                        [
+                            (targets[k::GENERATORS], seconds, concurrency // GENERATORS, change)
+                            for k in range(GENERATORS)
+                        ],
+                    )
+            count = sum(p[0] for p in parts)
+            lat = [v for p in parts for v in p[1]]
+            errors = sum(p[2] for p in parts)
+            n = max(count, 1)
+            out[kind] = {
+                "notifications": count,
+                "errors": errors,
+                "per_s": round(count / cpu["wall"], 1),
+                "answer_p50_ms": _r(1000 * (common.percentile(lat, 0.5) or 0)),
+                "answer_p99_ms": _r(1000 * (common.percentile(lat, 0.99) or 0)),
+                "listener_cpu_s": _r(cpu["listener"]),
+                "listener_cores": _r(cpu["listener"] / cpu["wall"]),
+                "per_listener_cpu_s": round(count / max(cpu["listener"], 1e-9), 1),
+                "cpu_ms_each": {
+                    "listener": _r(1000 * cpu["listener"] / n, 3),
+                    "postgres": _r(1000 * cpu["postgres"] / n, 3),
+                    "redis": _r(1000 * cpu["redis"] / n, 3),
+                },
+            }
+            common.say(f"  {out[kind]['per_s']}/s, p99 {out[kind]['answer_p99_ms']} ms, "
+                       f"listener {out[kind]['listener_cores']} cores")  # fmt: skip
+    finally:
+        celery_procs.stop(proc)
+    return out
+
+
+GENERATORS = 2
+
+
+def _warm(_: int) -> None:
+    """Import aiohttp in the pool's processes before the measured window."""
+
+
+def _load_process(
+    targets: list[tuple[str, str]], seconds: float, concurrency: int, change: bool
+) -> tuple[int, list[float], int]:
+    return asyncio.run(_load(targets, seconds, concurrency, change))
+
+
+async def _load(
+    targets: list[tuple[str, str]], seconds: float, concurrency: int, change: bool
+) -> tuple[int, list[float], int]:
+    lat: list[float] = []
+    errors = 0
+    count = 0
+    deadline = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker(k: int) -> None:
+            nonlocal errors, count
+            n = k
+            while time.monotonic() < deadline:
+                url, sub = targets[n % len(targets)]
+                body = _note(sub, n, change)
+                started = time.perf_counter()
+                async with session.post(url, data=body, headers={"Content-Type": "text/xml"}) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors += 1
+                lat.append(time.perf_counter() - started)
+                count += 1
+                n += concurrency
+
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return count, lat, errors
+
+
+def latency_and_idle(quick: bool) -> dict[str, Any]:
+    n = 300 if quick else int(os.environ.get("CALSYNC_BENCH_PUSH_OPERATORS", "10000"))
+    rate, window = (20.0, 5.0) if quick else (100.0, 20.0)
+    idle_window = 20.0 if quick else 60.0
+    out: dict[str, Any] = {"operators": n, "change_rate_per_s": rate, "changes_window_s": window}
+    port = _free_port()
+    with SimulatorProcess(
+        mailboxes=n, appointments=1, seed=9, env={"CALSYNC_SIMULATOR_PUSH_MINUTE_SECONDS": "60"}
+    ) as sim:
+        common.reset_database()
+        common.set_settings(
+            exchange_url=sim.ews_url,
+            notification_url=f"http://127.0.0.1:{port}/ews/push",
+            notification_frequency_minutes=30,
+            poll_interval_minutes=1440,
+            push_safety_poll_minutes=1440,
+            past_window_days=3650,
+            ews_max_concurrency=27,
+        )
+        common.add_operators([mailbox_email(i) for i in range(1, n + 1)])
+        client = sim.client()
+        listener = _listener(port, "latency")
+        env = {"CALSYNC_PUSH_SWEEP_SECONDS": "1"}
+        try:
+            with fleet(sim, workers=2, threads=8, tag="push", extra_env=env) as f, common.connect() as conn:
+                t = wait_for(lambda: _count(conn, "SELECT count(*) AS n FROM sync_state WHERE last_success_at IS NOT NULL") >= n,
+                             1800, "first syncs", 1.0)  # fmt: skip
+                common.say(f"push: {n} first syncs in {t:.0f}s")
+                t = wait_for(lambda: _count(conn, "SELECT count(*) AS n FROM push_subscriptions WHERE state = 'active'") >= n,
+                             1800, "every operator subscribed", 1.0)  # fmt: skip
+                out["subscribe_s"] = round(t, 1)
+                common.say(f"push: {n} subscribed in {t:.0f}s")
+                out.update(_changes(conn, client, n, rate, window))
+                common.say(f"push latency: p50 {out['p50_s']} s, p95 {out['p95_s']} s, p99 {out['p99_s']} s, "
+                           f"max {out['max_s']} s ({out['seen']}/{out['changes']} seen)")  # fmt: skip
+                assert f.alive()
+        finally:
+            celery_procs.stop(listener)
+    # Idle: the same fleet size, scaled clock (a minute is a second), push vs polling alone.
+    out["idle"] = idle_cpu(n if quick else 500, idle_window)
+    return out
+
+
+def _count(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def _changes(conn: Any, client: Any, n: int, rate: float, window: float) -> dict[str, Any]:
+    rng = random.Random(4)
+    items = {
+        r["email"]: r["item_id"]
+        for r in conn.execute(
+            "SELECT o.email, min(a.item_id) AS item_id FROM appointments a JOIN operators o ON o.id = a.operator_id "
+            "WHERE a.kind = 'single' AND NOT a.details_withheld GROUP BY o.email"
+        ).fetchall()
+    }
+    emails = sorted(items)
+    total = int(rate * window)
+    # Each appointment is edited again only after every other one was (no overwritten edit
+    # while a fleet is larger than rate x window); an edit counts as seen when its subject or
+    # a later one of the same appointment is in the mirror.
+    rng.shuffle(emails)
+    order = [emails[k % len(emails)] for k in range(total)]
+    made: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    done = threading.Event()
+    common.say(f"push latency: {total} edits at {rate:.0f}/s over {len(emails)} operators")
+
+    def edit(offset: int, step: int) -> None:
+        start = time.time()
+        for j in range(offset, total, step):
+            time.sleep(max(0.0, start + j / rate - time.time()))
+            email = order[j]
+            client.update_item(email, items[email], {"subject": f"bench-push-{j:05d}"})
+            made[j] = time.time()
+
+    threads = [threading.Thread(target=edit, args=(k, 4), daemon=True) for k in range(4)]
+    for th in threads:
+        th.start()
+    waiter = threading.Thread(target=lambda: ([th.join() for th in threads], done.set()), daemon=True)
+    waiter.start()
+    by_item: dict[str, list[int]] = {}
+    for j, email in enumerate(order):
+        by_item.setdefault(email, []).append(j)
+    deadline = time.monotonic() + window + 60
+    while time.monotonic() < deadline and (not done.is_set() or len(seen) < len(made)):
+        rows = conn.execute(
+            "SELECT a.subject, o.email FROM appointments a JOIN operators o ON o.id = a.operator_id "
+            "WHERE a.subject LIKE 'bench-push-%%'"
+        ).fetchall()
+        now = time.time()
+        for r in rows:
+            latest = int(r["subject"].rsplit("-", 1)[1])
+            for j in by_item.get(r["email"], []):
+                if j <= latest and j in made:
+                    seen.setdefault(j, now)
+        time.sleep(0.05)
+    lat = [seen[j] - made[j] for j in made if j in seen]
+    return {
+        "changes": len(made),
+        "seen": len(lat),
+        "p50_s": _r(common.percentile(lat, 0.5)),
+        "p95_s": _r(common.percentile(lat, 0.95)),
+        "p99_s": _r(common.percentile(lat, 0.99)),
+        "max_s": _r(max(lat) if lat else None),
+    }
+
+
+def idle_cpu(n: int, window: float) -> dict[str, Any]:
+    """Push (keep-alives + safety polls) against polling alone, CPU seconds over the same window."""
+    out: dict[str, Any] = {"operators": n, "window_s": window, "minute_s": 1.0}
+    port = _free_port()
+    results = {}
+    for mode in ("push", "polling"):
+        with SimulatorProcess(
+            mailboxes=n, appointments=1, seed=9, env={"CALSYNC_SIMULATOR_PUSH_MINUTE_SECONDS": "1"}
+        ) as sim:
+            common.reset_database()
+            common.set_settings(
+                exchange_url=sim.ews_url,
+                notification_url=f"http://127.0.0.1:{port}/ews/push" if mode == "push" else None,
+                notification_frequency_minutes=30,
+                # a "minute" is a second: push polls every 60 s, polling alone every 5 s
+                poll_interval_minutes=5 / 60,
+                push_safety_poll_minutes=1.0,
+                past_window_days=3650,
+                ews_max_concurrency=27,
+            )
+            common.add_operators([mailbox_email(i) for i in range(1, n + 1)])
+            listener = _listener(port, f"idle-{mode}") if mode == "push" else None
+            env = {"CALSYNC_PUSH_SWEEP_SECONDS": "1", "CALSYNC_PUSH_MINUTE_SECONDS": "1"}
+            try:
+                with fleet(sim, workers=2, threads=8, tag=f"idle{mode}", extra_env=env) as f, common.connect() as conn:
+                    wait_for(lambda: _count(conn, "SELECT count(*) AS n FROM sync_state WHERE last_success_at IS NOT NULL") >= n,
+                             600, "first syncs", 1.0)  # fmt: skip
+                    if mode == "push":
+                        wait_for(lambda: _count(conn, "SELECT count(*) AS n FROM push_subscriptions WHERE state = 'active'") >= n,
+                                 600, "subscribed", 1.0)  # fmt: skip
+                    time.sleep(12.0 if mode == "push" else 6.0)  # every poll stretched (push) or cycling (polling)
+                    polls0 = _count(conn, "SELECT sum(polls_total) AS n FROM sync_state")
+                    heard0 = _count(conn, "SELECT coalesce(sum(notifications), 0) AS n FROM push_subscriptions")
+                    groups = {
+                        "calsync": f.pids + ([listener.pid] if listener is not None else []),
+                        "postgres": common.postgres_backends(),
+                        "redis": common.redis_pids(),
+                    }
+                    with common.cpu_window(groups) as cpu:
+                        time.sleep(window)
+                    polls = _count(conn, "SELECT sum(polls_total) AS n FROM sync_state") - polls0
+                    heard = _count(conn, "SELECT coalesce(sum(notifications), 0) AS n FROM push_subscriptions") - heard0
+            finally:
+                if listener is not None:
+                    celery_procs.stop(listener)
+        total = cpu["calsync"] + cpu["postgres"] + cpu["redis"]
+        results[mode] = {
+            "cpu_s": _r(total, 2),
+            "cpu_by": {k: _r(cpu[k], 2) for k in ("calsync", "postgres", "redis")},
+            "polls": polls,
+            "notifications": heard,
+            "cores": _r(total / cpu["wall"], 3),
+        }
+        common.say(f"  idle {mode}: {results[mode]}")
+    out.update(results)
+    push, poll = results["push"], results["polling"]
+    if poll["cpu_s"] and poll["polls"]:
+        # Safety polls are one per mailbox per 60 "minutes": a window shorter than that sees
+        # them in bursts (all were stretched at about the same moment). Count the steady
+        # rate's share at the CPU a poll costs in the polling run, in place of what the
+        # window happened to see.
+        per_poll = poll["cpu_s"] / poll["polls"]
+        expected = n * window / 60.0
+        push_cpu = push["cpu_s"] + max(0.0, expected - push["polls"]) * per_poll
+        out["cpu_ms_per_poll"] = _r(1000 * per_poll, 3)
+        out["push_cpu_s_steady"] = _r(push_cpu, 2)
+        out["ratio"] = _r(push_cpu / poll["cpu_s"], 3)
+        # Scaled to 100,000 mailboxes on Exchange's clock (a minute is 60 s).
+        out["cores_100k"] = {
+            "push": _r(push_cpu / window * 100_000 / n / 60, 3),
+            "polling": _r(poll["cpu_s"] / window * 100_000 / n / 60, 3),
+        }
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"listener": listener_throughput(quick)}
+    out.update(latency_and_idle(quick))
+    return out
+
+
+def _r(v: float | None, digits: int = 2) -> float | None:
+    return round(v, digits) if v is not None else None
+
+
+def main() -> None:
+    """`python -m bench.scenarios.push [--quick]`: this scenario alone, into bench/results/[quick/]push.json."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="the push benchmark alone")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    common.prepare_database()
+    common.flush_redis()
+    started = time.monotonic()
+    result = {"quick": args.quick, "machine": common.machine(), "push": run(args.quick)}
+    result["total_s"] = round(time.monotonic() - started, 1)
+    out = common.RESULTS / ("quick" if args.quick else "") / "push.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result["push"], indent=2, default=str))
+
+
+if __name__ == "__main__":
+    common.use_bench_environment()
+    main()

@@ -1,0 +1,1 @@
+"""The push listener (`calsync listener serve`): see calsync.listener.app."""

@@ -1,0 +1,133 @@
+"""The push listener: answers Exchange's SendNotification without ever calling Exchange.
+
+aiohttp, because the simulator already runs on it (no new dependency) and one event loop
+serves thousands of short requests a second on one core; each request is one parse, one
+Postgres statement and, for a change, one Redis round trip. The process holds no state:
+subscriptions, watermarks and pending syncs live in Postgres and Redis, so any number of
+instances can stand behind a load balancer and a killed one loses nothing (Exchange
+retries whatever it did not get an answer for).
+
+Per notification, in this order:
+1. the secret in the URL's last path segment and a well-formed SendNotification body
+   (size-capped) are required, else 403/400/413 and nothing is recorded;
+2. one statement checks the subscription (secret, id, state, operator enabled) and
+   records its watermark and last-heard time (calsync.store.push.hear);
+3. a change (anything but a StatusEvent) is coalesced into at most one pending sync of
+   the operator (calsync.listener.kick);
+4. the answer is OK, or Unsubscribe for a superseded, ended or unknown subscription or a
+   disabled operator. Only then does Exchange consider the notification delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from aiohttp import web
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from calsync import metrics
+from calsync.listener.kick import Kicker
+from calsync.push.callback import secret_hash, secret_of
+from calsync.source.ews.notification import OK_ANSWER, UNSUBSCRIBE_ANSWER, BadNotification, parse
+from calsync.store import push
+
+log = logging.getLogger(__name__)
+
+# A SendNotification pages its events (MoreEvents); Exchange's pages are tens of kilobytes.
+MAX_BODY = 1024 * 1024
+XML = "text/xml; charset=utf-8"
+POOL_KEY: web.AppKey[AsyncConnectionPool[Any]] = web.AppKey("pool", AsyncConnectionPool)
+KICK_KEY: web.AppKey[Kicker] = web.AppKey("kicker", Kicker)
+
+
+def _answer(payload: bytes) -> web.Response:
+    return web.Response(body=payload, headers={"Content-Type": XML})
+
+
+def _reject(status: int, reason: str, text: str) -> web.Response:
+    metrics.PUSH_REJECTED.labels(reason).inc()
+    metrics.PUSH_NOTIFICATIONS.labels("rejected").inc()
+    return web.Response(status=status, text=text + "\n")
+
+
+async def notification(request: web.Request) -> web.Response:
+    secret = secret_of(request.path)
+    if secret is None:
+        return _reject(403, "no_secret", "forbidden: the URL carries no subscription secret")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _reject(413, "too_large", f"request body over {MAX_BODY} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _reject(413, "too_large", f"request body over {MAX_BODY} bytes")
+    try:
+        note = parse(body)
+    except BadNotification as exc:
+        return _reject(400, "invalid_body", f"not a SendNotification: {exc}")
+    async with request.app[POOL_KEY].connection() as conn:
+        heard = await push.hear(conn, secret_hash(secret), note.subscription_id, note.watermark, note.changes)
+    if heard.verdict is push.Verdict.FORGED:
+        return _reject(403, "unknown_secret", "forbidden: no subscription has this URL")
+    if heard.verdict is push.Verdict.UNSUBSCRIBE:
+        metrics.PUSH_NOTIFICATIONS.labels("unsubscribed").inc()
+        metrics.PUSH_UNSUBSCRIBES.labels(heard.reason.split(" ")[-1]).inc()
+        log.info("subscription %s answered Unsubscribe: %s", note.subscription_id[:16], heard.reason)
+        return _answer(UNSUBSCRIBE_ANSWER)
+    assert heard.operator_id is not None
+    if note.changes:
+        metrics.PUSH_NOTIFICATIONS.labels("change").inc()
+        if not await request.app[KICK_KEY].kick(heard.operator_id):
+            metrics.PUSH_COALESCED.inc()
+    else:
+        metrics.PUSH_NOTIFICATIONS.labels("status").inc()
+    return _answer(OK_ANSWER)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Ready when Postgres and Redis answer (a load balancer's check)."""
+    try:
+        async with request.app[POOL_KEY].connection() as conn:
+            await conn.execute("SELECT 1")
+        await request.app[KICK_KEY].ping()
+    except Exception as exc:
+        return web.Response(status=503, text=f"not ready: {type(exc).__name__}\n")
+    return web.Response(text="ok\n")
+
+
+def build_app(database_url: str, redis_url: str, broker_url: str, pool_size: int = 10) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+
+    async def lifecycle(app: web.Application) -> Any:
+        pool = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            # No check per checkout (it would double the round trips of every notification);
+            # a connection broken by a Postgres restart fails its statement, the pool replaces
+            # it, and Exchange retries the notification that got no answer.
+            open=False,
+            name="calsync-listener",
+        )
+        await pool.open()
+        app[POOL_KEY] = pool
+        app[KICK_KEY] = Kicker(redis_url, broker_url)
+        yield
+        await app[KICK_KEY].close()
+        await pool.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/healthz", health)
+    app.router.add_post("/{tail:.*}", notification)
+    return app
+
+
+def serve(host: str, port: int, database_url: str, redis_url: str, broker_url: str) -> None:
+    try:
+        psycopg.conninfo.conninfo_to_dict(database_url)
+    except psycopg.ProgrammingError as exc:
+        raise SystemExit(f"CALSYNC_DATABASE_URL is not a valid Postgres URL: {exc}") from exc
+    web.run_app(build_app(database_url, redis_url, broker_url), host=host, port=port, access_log=None, print=None)

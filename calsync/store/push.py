@@ -1,0 +1,436 @@
+"""Push subscriptions and per-operator push health (tables push_subscriptions, push_status).
+
+The only writer of those two tables. Nothing here writes sync_state: where push must move
+an operator's poll (a notification makes it due, a healthy subscription stretches its
+polls) the caller uses calsync.store.lifecycle (its "Push" section), which owns sync_state.
+
+A subscription is found by the sha256 of the secret in its callback URL, not by the id
+Exchange gave it: the row exists (state 'subscribing') before Subscribe answers, so a
+notification that overtakes the answer is still recognised, and a body that names a
+subscription without knowing its secret matches nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+
+class Verdict(enum.StrEnum):
+    OK = "ok"  # a live subscription of an enabled operator: answer OK
+    UNSUBSCRIBE = "unsubscribe"  # ours, but superseded, ended, or its operator disabled
+    FORGED = "forged"  # no subscription has this secret: refuse, answer nothing useful
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    verdict: Verdict
+    operator_id: int | None = None
+    reason: str = ""
+
+
+# One statement per notification: the subscription is checked (secret, id, state, operator
+# enabled) and its watermark and last-heard time recorded; a notification with events
+# also stamps push_status.last_event_at (a sync claimed before that time owes another).
+_HEAR = """
+WITH sub AS (
+    UPDATE push_subscriptions p
+       SET last_heard_at = now(), watermark = COALESCE(%(wm)s, p.watermark),
+           notifications = p.notifications + 1, events = p.events + %(events)s
+      FROM operators o
+     WHERE p.secret_hash = %(h)s AND o.id = p.operator_id AND o.calendar_sync
+       AND p.state IN ('subscribing', 'active')
+       AND (p.subscription_id IS NULL OR p.subscription_id = %(sid)s)
+    RETURNING p.operator_id
+), st AS (
+    UPDATE push_status ps
+       SET last_event_at = CASE WHEN %(events)s > 0 THEN now() ELSE ps.last_event_at END,
+           first_pending_at = CASE WHEN %(events)s > 0 THEN COALESCE(ps.first_pending_at, now())
+                                   ELSE ps.first_pending_at END,
+           dead_since = NULL, dead_notified_at = NULL
+      FROM sub
+     WHERE ps.operator_id = sub.operator_id AND (%(events)s > 0 OR ps.dead_since IS NOT NULL)
+    RETURNING ps.operator_id
+)
+SELECT operator_id FROM sub
+"""
+
+_WHY = """
+SELECT p.id, p.state, p.subscription_id, o.calendar_sync
+  FROM push_subscriptions p JOIN operators o ON o.id = p.operator_id
+ WHERE p.secret_hash = %(h)s
+"""
+
+
+def _judge(row: dict[str, Any] | None, subscription_id: str) -> tuple[Heard, bool]:
+    """Why the notification did not match a live subscription; True: the row is to be ended."""
+    if row is None:
+        return Heard(Verdict.FORGED, reason="no subscription has this secret"), False
+    if row["state"] in ("subscribing", "active") and not row["calendar_sync"]:
+        return Heard(Verdict.UNSUBSCRIBE, reason="operator disabled"), True
+    if row["subscription_id"] is not None and row["subscription_id"] != subscription_id:
+        return Heard(Verdict.UNSUBSCRIBE, reason="unknown subscription id"), False
+    return Heard(Verdict.UNSUBSCRIBE, reason=f"subscription {row['state']}"), False
+
+
+_END_ONE = """
+UPDATE push_subscriptions SET state = 'ended', ended_at = now(), end_reason = %(reason)s
+ WHERE id = %(id)s AND state IN ('subscribing', 'active')
+"""
+
+
+async def hear(
+    conn: psycopg.AsyncConnection[Any], secret_hash: bytes, subscription_id: str, watermark: str | None, events: int
+) -> Heard:
+    """Record one notification (autocommit connection of the listener)."""
+    params = {"h": secret_hash, "sid": subscription_id, "wm": watermark, "events": events}
+    cur = await conn.execute(_HEAR, params)
+    row = await cur.fetchone()
+    if row is not None:
+        return Heard(Verdict.OK, int(row["operator_id"]))
+    why = await (await conn.execute(_WHY, params)).fetchone()
+    heard, end = _judge(why, subscription_id)
+    if end and why is not None:
+        await conn.execute(_END_ONE, {"id": why["id"], "reason": heard.reason})
+    return heard
+
+
+def hear_sync(
+    conn: psycopg.Connection[Any], secret_hash: bytes, subscription_id: str, watermark: str | None, events: int
+) -> Heard:
+    """`hear` on a blocking connection (tests, tools)."""
+    params = {"h": secret_hash, "sid": subscription_id, "wm": watermark, "events": events}
+    row = conn.execute(_HEAR, params).fetchone()
+    if row is not None:
+        return Heard(Verdict.OK, int(row["operator_id"]))
+    why = conn.execute(_WHY, params).fetchone()
+    heard, end = _judge(why, subscription_id)
+    if end and why is not None:
+        conn.execute(_END_ONE, {"id": why["id"], "reason": heard.reason})
+    return heard
+
+
+# --- making subscriptions (workers) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a subscription for one operator is made of, read before calling Exchange."""
+
+    operator_id: int
+    email: str
+    watermark: str | None  # of the current subscription, to resume from
+    watermark_at: dt.datetime | None
+    was_dead: bool
+    had_subscription: bool  # an earlier subscription existed (a resubscription, not the first)
+
+
+def target(conn: psycopg.Connection[Any], operator_id: int) -> Target | None:
+    """The enabled operator to subscribe, with the watermark of its newest subscription."""
+    row = conn.execute(
+        """
+        SELECT o.id AS operator_id, o.email, p.watermark, p.last_heard_at AS watermark_at, p.id IS NOT NULL AS had,
+               ps.dead_since IS NOT NULL AS was_dead, lower(p.email) = lower(o.email) AS same_mailbox
+          FROM operators o
+          LEFT JOIN push_status ps ON ps.operator_id = o.id
+          LEFT JOIN LATERAL (SELECT * FROM push_subscriptions q WHERE q.operator_id = o.id
+                                AND q.subscription_id IS NOT NULL ORDER BY q.id DESC LIMIT 1) p ON true
+         WHERE o.id = %s AND o.calendar_sync
+        """,
+        (operator_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    same = bool(row["same_mailbox"])
+    return Target(
+        operator_id=row["operator_id"],
+        email=row["email"],
+        watermark=row["watermark"] if same else None,
+        watermark_at=row["watermark_at"] if same else None,
+        was_dead=bool(row["was_dead"]),
+        had_subscription=bool(row["had"]),
+    )
+
+
+def begin(
+    conn: psycopg.Connection[Any], operator_id: int, email: str, base_url: str, frequency: int, secret_hash: bytes
+) -> int | None:
+    """Insert the row of a subscription about to be made; None if one is already being made."""
+    conn.execute("INSERT INTO push_status (operator_id) VALUES (%s) ON CONFLICT DO NOTHING", (operator_id,))
+    # A row left 'subscribing' by a worker that died mid-call is given up after a while.
+    conn.execute(
+        """
+        UPDATE push_subscriptions SET state = 'failed', ended_at = now(), end_reason = 'abandoned'
+         WHERE operator_id = %s AND state = 'subscribing' AND created_at < now() - interval '5 minutes'
+        """,
+        (operator_id,),
+    )
+    row = conn.execute(
+        """
+        INSERT INTO push_subscriptions (operator_id, secret_hash, base_url, email, status_frequency_minutes)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (operator_id) WHERE state = 'subscribing' DO NOTHING
+        RETURNING id
+        """,
+        (operator_id, secret_hash, base_url, email, frequency),
+    ).fetchone()
+    return int(row["id"]) if row else None
+
+
+def activate(conn: psycopg.Connection[Any], row_id: int, subscription_id: str, watermark: str | None) -> bool:
+    """Exchange answered: the new subscription replaces the operator's active one.
+
+    Returns False when the row was given up meanwhile (nothing changed).
+    """
+    row = conn.execute(
+        "SELECT operator_id FROM push_subscriptions WHERE id = %s AND state = 'subscribing' FOR UPDATE", (row_id,)
+    ).fetchone()
+    if row is None:
+        return False
+    op = row["operator_id"]
+    conn.execute(
+        """
+        UPDATE push_subscriptions SET state = 'superseded', ended_at = now(), end_reason = 'replaced'
+         WHERE operator_id = %s AND state = 'active'
+        """,
+        (op,),
+    )
+    conn.execute(
+        """
+        UPDATE push_subscriptions
+           SET state = 'active', subscription_id = %s, watermark = COALESCE(watermark, %s), subscribed_at = now(),
+               last_heard_at = GREATEST(last_heard_at, now())
+         WHERE id = %s
+        """,
+        (subscription_id, watermark, row_id),
+    )
+    conn.execute(
+        "UPDATE push_status SET subscribe_attempts = 0, next_subscribe_at = NULL, last_error = NULL "
+        "WHERE operator_id = %s",
+        (op,),
+    )
+    return True
+
+
+def give_up(conn: psycopg.Connection[Any], row_id: int, error: str, retry_in_seconds: float) -> None:
+    """Subscribe failed: the row is dropped from the live ones; the next attempt waits."""
+    row = conn.execute(
+        """
+        UPDATE push_subscriptions SET state = 'failed', ended_at = now(), end_reason = %s
+         WHERE id = %s AND state = 'subscribing' RETURNING operator_id
+        """,
+        (error[:500], row_id),
+    ).fetchone()
+    if row is not None:
+        conn.execute(
+            """
+            UPDATE push_status SET subscribe_attempts = subscribe_attempts + 1, last_error = %s,
+                   next_subscribe_at = now() + make_interval(secs => %s)
+             WHERE operator_id = %s
+            """,
+            (error[:500], retry_in_seconds, row["operator_id"]),
+        )
+
+
+# --- the sweep (beat) ---------------------------------------------------------------------
+
+
+def mark_owed(conn: psycopg.Connection[Any], operator_ids: Sequence[int]) -> None:
+    """As if a change had been notified now: the next claim of these operators is owed."""
+    if operator_ids:
+        conn.execute(
+            "INSERT INTO push_status (operator_id, last_event_at) SELECT unnest(%s::bigint[]), now() "
+            "ON CONFLICT (operator_id) DO UPDATE SET last_event_at = now()",
+            (list(operator_ids),),
+        )
+
+
+def end_all(conn: psycopg.Connection[Any], reason: str) -> list[int]:
+    """Push switched off (no notification_url): every live subscription is answered Unsubscribe.
+
+    Returns the operators whose subscription ended (their stretched polls are due again)."""
+    rows = conn.execute(
+        """
+        UPDATE push_subscriptions SET state = 'ended', ended_at = now(), end_reason = %s
+         WHERE state IN ('subscribing', 'active')
+        RETURNING operator_id
+        """,
+        (reason,),
+    ).fetchall()
+    conn.execute("UPDATE push_status SET dead_since = NULL, dead_notified_at = NULL WHERE dead_since IS NOT NULL")
+    return sorted({int(r["operator_id"]) for r in rows})
+
+
+def end_disabled(conn: psycopg.Connection[Any]) -> int:
+    """Subscriptions of disabled operators end now; re-enabling subscribes afresh."""
+    cur = conn.execute(
+        """
+        UPDATE push_subscriptions p SET state = 'ended', ended_at = now(), end_reason = 'operator disabled'
+          FROM operators o
+         WHERE o.id = p.operator_id AND NOT o.calendar_sync AND p.state IN ('subscribing', 'active')
+        """
+    )
+    conn.execute(
+        """
+        UPDATE push_status ps SET dead_since = NULL, dead_notified_at = NULL FROM operators o
+         WHERE o.id = ps.operator_id AND NOT o.calendar_sync AND ps.dead_since IS NOT NULL
+        """
+    )
+    return cur.rowcount
+
+
+def find_dead(conn: psycopg.Connection[Any], minute_seconds: float) -> list[int]:
+    """Active subscriptions silent for twice their StatusFrequency: dead. Returns their operators."""
+    rows = conn.execute(
+        """
+        WITH dead AS (
+            UPDATE push_subscriptions SET state = 'dead', ended_at = now(), end_reason = 'silent'
+             WHERE state = 'active'
+               AND COALESCE(last_heard_at, subscribed_at)
+                   < now() - make_interval(secs => 2 * status_frequency_minutes * %(m)s)
+            RETURNING operator_id
+        )
+        UPDATE push_status ps SET dead_since = COALESCE(ps.dead_since, now())
+          FROM dead WHERE ps.operator_id = dead.operator_id
+        RETURNING ps.operator_id
+        """,
+        {"m": minute_seconds},
+    ).fetchall()
+    return [int(r["operator_id"]) for r in rows]
+
+
+def needing_subscription(
+    conn: psycopg.Connection[Any], base_url: str, frequency: int, limit: int, hold_seconds: float = 120.0
+) -> list[int]:
+    """Enabled operators past their first sync whose subscription is missing or out of date,
+    each held for `hold_seconds` so that the next sweeps do not ask again while its Subscribe
+    waits in the queue (activate and give_up end the hold).
+
+    Out of date: made for another mailbox address, another notification_url or another
+    StatusFrequency. An operator whose last Subscribe failed waits for its back-off.
+    """
+    rows = conn.execute(
+        """
+        WITH wanted AS (
+            SELECT o.id
+              FROM operators o
+              JOIN sync_state s ON s.operator_id = o.id
+              LEFT JOIN push_status ps ON ps.operator_id = o.id
+              LEFT JOIN push_subscriptions a ON a.operator_id = o.id AND a.state = 'active'
+             WHERE o.calendar_sync AND s.last_success_at IS NOT NULL
+               AND (ps.next_subscribe_at IS NULL OR ps.next_subscribe_at <= now())
+               AND NOT EXISTS (SELECT 1 FROM push_subscriptions b WHERE b.operator_id = o.id
+                                  AND b.state = 'subscribing' AND b.created_at > now() - interval '5 minutes')
+               AND (a.id IS NULL OR lower(a.email) <> lower(o.email) OR a.base_url <> %(url)s
+                    OR a.status_frequency_minutes <> %(freq)s)
+             ORDER BY o.id
+             LIMIT %(limit)s
+        )
+        INSERT INTO push_status (operator_id, next_subscribe_at)
+        SELECT id, now() + make_interval(secs => %(hold)s) FROM wanted
+        ON CONFLICT (operator_id) DO UPDATE SET next_subscribe_at = EXCLUDED.next_subscribe_at
+        RETURNING operator_id
+        """,
+        {"url": base_url, "freq": frequency, "limit": limit, "hold": hold_seconds},
+    ).fetchall()
+    return sorted(int(r["operator_id"]) for r in rows)
+
+
+def dead_too_long(conn: psycopg.Connection[Any], minutes: float, minute_seconds: float) -> list[dict[str, Any]]:
+    """Operators whose push has been dead longer than the notification frequency and not yet
+    notified in this episode; marked notified in the same transaction."""
+    rows = conn.execute(
+        """
+        UPDATE push_status ps SET dead_notified_at = now()
+          FROM operators o
+         WHERE o.id = ps.operator_id AND o.calendar_sync AND ps.dead_since IS NOT NULL
+           AND ps.dead_notified_at IS NULL
+           AND ps.dead_since < now() - make_interval(secs => %(m)s * %(ms)s)
+        RETURNING ps.operator_id, o.email, o.display_name, ps.dead_since, ps.last_error
+        """,
+        {"m": minutes, "ms": minute_seconds},
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def prune(conn: psycopg.Connection[Any], keep_days: float = 7.0) -> int:
+    """Ended subscriptions are kept a week (their late notifications get Unsubscribe), then removed."""
+    cur = conn.execute(
+        """
+        DELETE FROM push_subscriptions
+         WHERE state NOT IN ('subscribing', 'active') AND ended_at < now() - make_interval(days => %s)
+        """,
+        (int(keep_days),),
+    )
+    return cur.rowcount
+
+
+# --- what an administrator sees -------------------------------------------------------------
+
+
+def fleet(conn: psycopg.Connection[Any], minute_seconds: float) -> dict[str, Any]:
+    row = conn.execute(
+        """
+        SELECT count(*) FILTER (WHERE p.state = 'active') AS subscribed,
+               count(*) FILTER (WHERE p.state = 'active' AND COALESCE(p.last_heard_at, p.subscribed_at)
+                    >= now() - make_interval(secs => 2 * p.status_frequency_minutes * %(m)s)) AS healthy,
+               count(*) FILTER (WHERE p.state = 'subscribing') AS subscribing,
+               max(p.last_heard_at) AS last_heard
+          FROM push_subscriptions p
+         WHERE p.state IN ('active', 'subscribing')
+        """,
+        {"m": minute_seconds},
+    ).fetchone()
+    dead = conn.execute("SELECT count(*) AS n FROM push_status WHERE dead_since IS NOT NULL").fetchone()
+    assert row is not None and dead is not None
+    return {
+        "subscribed": int(row["subscribed"]),
+        "healthy": int(row["healthy"]),
+        "subscribing": int(row["subscribing"]),
+        "dead": int(dead["n"]),
+        "last_heard": row["last_heard"].isoformat() if row["last_heard"] else None,
+    }
+
+
+def per_operator(conn: psycopg.Connection[Any], operator_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    rows = conn.execute(
+        """
+        SELECT o.id, a.subscription_id IS NOT NULL AS subscribed, a.last_heard_at, a.status_frequency_minutes,
+               ps.dead_since, ps.last_error
+          FROM unnest(%s::bigint[]) AS o (id)
+          LEFT JOIN push_subscriptions a ON a.operator_id = o.id AND a.state = 'active'
+          LEFT JOIN push_status ps ON ps.operator_id = o.id
+        """,
+        (list(operator_ids),),
+    ).fetchall()
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        out[int(r["id"])] = {
+            "subscribed": bool(r["subscribed"]),
+            "last_heard": r["last_heard_at"].isoformat() if r["last_heard_at"] else None,
+            "status_frequency_minutes": r["status_frequency_minutes"],
+            "dead_since": r["dead_since"].isoformat() if r["dead_since"] else None,
+            "last_error": r["last_error"],
+        }
+    return out
+
+
+def owed_and_idle(conn: psycopg.Connection[Any], older_than_seconds: float) -> list[int]:
+    """Operators owed a sync for a while with nothing running: their kick was lost (a read)."""
+    rows = conn.execute(
+        """
+        SELECT s.operator_id
+          FROM push_status ps JOIN sync_state s ON s.operator_id = ps.operator_id
+          JOIN operators o ON o.id = s.operator_id
+         WHERE o.calendar_sync AND ps.last_event_at > COALESCE(s.last_poll_at, '-infinity')
+           AND ps.last_event_at < now() - make_interval(secs => %s)
+           AND (NOT s.in_flight OR s.lease_expires_at < now())
+        """,
+        (older_than_seconds,),
+    ).fetchall()
+    return [int(r["operator_id"]) for r in rows]
