@@ -27,6 +27,13 @@ class ExchangeVersion(StrEnum):
     EXCHANGE2019 = "Exchange2019"
 
 
+class SourceKind(StrEnum):
+    """Which API a mailbox is read through: EWS (on-premises) or Microsoft Graph (Exchange Online)."""
+
+    EWS = "ews"
+    GRAPH = "graph"
+
+
 class SettingError(ValueError):
     """A setting's value is not allowed; str() is the one line shown to the administrator."""
 
@@ -60,6 +67,42 @@ class SyncSettings(BaseModel):
     ews_max_concurrency: int = Field(
         default=10, ge=1, le=256, description="fleet-wide concurrent EWS requests per service account"
     )
+
+    # Microsoft Graph (Exchange Online). The client secret or certificate is never a setting:
+    # CALSYNC_GRAPH_CLIENT_SECRET, CALSYNC_GRAPH_CLIENT_SECRET_FILE or CALSYNC_GRAPH_CERTIFICATE.
+    source: SourceKind = Field(
+        default=SourceKind.EWS, description="default source of an operator's mailbox (an operator may override it)"
+    )
+    graph_tenant_id: str | None = Field(default=None, description="Entra ID tenant (GUID or domain)")
+    graph_client_id: str | None = Field(default=None, description="application (client) id of calsync's app")
+    graph_authority_url: str = Field(
+        default="https://login.microsoftonline.com",
+        description="Entra ID authority host; national clouds differ (login.microsoftonline.us, ...)",
+    )
+    graph_base_url: str = Field(
+        default="https://graph.microsoft.com/v1.0",
+        description="Graph API root; national clouds differ (graph.microsoft.us/v1.0, ...)",
+    )
+    graph_max_concurrency: int = Field(
+        default=16, ge=1, le=256, description="fleet-wide concurrent Graph requests of the app (4 per mailbox at most)"
+    )
+
+    @field_validator("graph_tenant_id", "graph_client_id")
+    @classmethod
+    def _graph_id(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        assert v is not None
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$", v):
+            raise ValueError("must be a GUID such as 6f1c5c3e-0000-4000-8000-000000000000 (or the tenant's domain)")
+        return v
+
+    @field_validator("graph_authority_url", "graph_base_url")
+    @classmethod
+    def _graph_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://graph.microsoft.com/v1.0")
+        return v.rstrip("/")
 
     @field_validator("exchange_url")
     @classmethod
@@ -107,6 +150,8 @@ def allowed_text(key: str) -> str:
         return "an integer from 1 to 512 (Exchange's MaxChangesReturned range)"
     if key == "sync_private_details":
         return "true or false"
+    if key == "source":
+        return "one of " + ", ".join(v.value for v in SourceKind)
     bounds = []
     for meta in field.metadata:
         for name, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):

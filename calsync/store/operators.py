@@ -58,6 +58,7 @@ class Operator:
     last_success_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    source: str | None = None  # ews | graph; None: the deployment's `source` setting
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +70,7 @@ class Operator:
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "source": self.source,
         }
 
 
@@ -97,7 +99,7 @@ class ImportResult:
 
 _SELECT = """
     SELECT o.id, o.email, o.display_name, o.calendar_sync, s.status, s.last_success_at,
-           o.created_at, o.updated_at
+           o.created_at, o.updated_at, o.source
     FROM operators o JOIN sync_state s ON s.operator_id = o.id
 """
 
@@ -193,6 +195,51 @@ def update(
     updated = get(conn, target_email)
     assert updated is not None
     return updated
+
+
+def source_overrides(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Operators with a source of their own (lower-cased email -> ews|graph)."""
+    rows = conn.execute("SELECT lower(email) AS email, source FROM operators WHERE source IS NOT NULL").fetchall()
+    return {r["email"]: r["source"] for r in rows}
+
+
+def set_source(conn: psycopg.Connection[Any], ids: Sequence[int], source: str | None, default: str) -> int:
+    """Give operators their own source (None: follow the setting); returns how many switched.
+
+    An operator whose effective source changes is resynced from scratch: the other API's
+    cursor means nothing, and its items come back under other ids. The resync matches them
+    to the mirror's rows by iCalendar UID and original start (calsync.store.appointments.
+    adopt_by_uid), so rows keep their ids.
+    """
+    if not ids:
+        return 0
+    _lock_states(conn, ids)
+    rows = conn.execute(
+        """
+        UPDATE operators o SET source = %(src)s, updated_at = now()
+          FROM (SELECT id, COALESCE(source, %(default)s) AS was FROM operators WHERE id = ANY(%(ids)s)) old
+         WHERE o.id = old.id
+        RETURNING o.id, old.was <> COALESCE(%(src)s, %(default)s) AS switched
+        """,
+        {"src": source, "default": default, "ids": list(ids)},
+    ).fetchall()
+    switched = [r["id"] for r in rows if r["switched"]]
+    if switched:
+        conn.execute(
+            """
+            UPDATE sync_state s SET
+                ews_sync_state = NULL,
+                stage = CASE WHEN EXISTS (SELECT 1 FROM appointments a WHERE a.operator_id = s.operator_id)
+                             THEN 'resync' ELSE 'initial' END,
+                generation = generation + 1,
+                in_flight = false, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                current_run_id = NULL, attempts = 0, failing_since = NULL, next_poll_at = now(), updated_at = now()
+            WHERE s.operator_id = ANY(%s)
+            """,
+            (switched,),
+        )
+        conn.execute("DELETE FROM resync_seen WHERE operator_id = ANY(%s)", (switched,))
+    return len(switched)
 
 
 def set_calendar_sync(conn: psycopg.Connection[Any], ids: Sequence[int], enabled: bool) -> int:
@@ -306,6 +353,7 @@ def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_
     ).fetchone()
     assert counts is not None
     disabled, enabled = _reconcile(conn, _IMPORTED)
+    _import_sources(conn, rows)
     return ImportResult(
         new=counts["new"],
         updated=counts["updated"],
@@ -313,6 +361,28 @@ def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_
         disabled=disabled,
         enabled=enabled,
     )
+
+
+def _import_sources(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow]) -> None:
+    """The optional `source` column: operators it names get that source (a switch resyncs them)."""
+    wanted: dict[str, list[str]] = {}
+    for r in rows:
+        if r.source is not None:
+            wanted.setdefault(r.source, []).append(r.email.lower())
+    if not wanted:
+        return
+    from calsync.store import settings as settings_store
+
+    default = settings_store.load(conn).source.value
+    for source, emails in wanted.items():
+        ids = [
+            row["id"]
+            for row in conn.execute(
+                "SELECT id FROM operators WHERE lower(email) = ANY(%s) AND source IS DISTINCT FROM %s",
+                (emails, source),
+            )
+        ]
+        set_source(conn, ids, source, default)
 
 
 def _plan(conn: psycopg.Connection[Any]) -> ImportResult:

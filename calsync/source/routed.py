@@ -1,0 +1,80 @@
+"""One CalendarSource in front of several: each mailbox is read through its operator's source.
+
+A deployment serves a hybrid organisation (some mailboxes on-premises through EWS, some in
+Exchange Online through Graph), while the runner and the poll chunks keep talking to one
+port. Each inner source is built on first use, so a Graph-only deployment needs no EWS
+service account and the other way round. A cursor written by the other source (the
+operator was switched) is refused as invalid before any request: the runner resyncs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any, Protocol
+
+from calsync.source.errors import InvalidCursor
+from calsync.source.port import CalendarSource
+from calsync.sync.model import Appointment, SyncPage
+
+EWS, GRAPH = "ews", "graph"
+GRAPH_CURSOR_PREFIX = "graph1:"
+
+
+class LaneCapable(CalendarSource, Protocol):
+    def lane(self) -> Any: ...
+
+
+class RoutedSource:
+    def __init__(
+        self,
+        kind_of: Callable[[str], str],
+        factories: dict[str, Callable[[], LaneCapable]],
+    ) -> None:
+        self.kind_of = kind_of
+        self.factories = factories
+        self._built: dict[str, LaneCapable] = {}
+
+    def source(self, kind: str) -> LaneCapable:
+        built = self._built.get(kind)
+        if built is None:
+            built = self._built[kind] = self.factories[kind]()
+        return built
+
+    def route(self, mailbox: str, cursor: str | None = None) -> str:
+        kind = self.kind_of(mailbox)
+        if cursor and (kind == GRAPH) != cursor.startswith(GRAPH_CURSOR_PREFIX):
+            raise InvalidCursor(f"the stored cursor is not from {kind}: the operator's source was switched")
+        return kind
+
+    def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
+        return self.source(self.route(mailbox, cursor)).sync_page(mailbox, cursor, max_changes)
+
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+        return self.source(self.route(mailbox)).get_items(mailbox, item_ids)
+
+    @contextmanager
+    def lane(self) -> Iterator[RoutedLane]:
+        with ExitStack() as stack:
+            yield RoutedLane(self, stack)
+
+
+class RoutedLane:
+    """A chunk's lane: each source's own lane, entered when its first mailbox comes up."""
+
+    def __init__(self, outer: RoutedSource, stack: ExitStack) -> None:
+        self.outer = outer
+        self.stack = stack
+        self._lanes: dict[str, CalendarSource] = {}
+
+    def _lane(self, kind: str) -> CalendarSource:
+        lane = self._lanes.get(kind)
+        if lane is None:
+            lane = self._lanes[kind] = self.stack.enter_context(self.outer.source(kind).lane())
+        return lane
+
+    def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
+        return self._lane(self.outer.route(mailbox, cursor)).sync_page(mailbox, cursor, max_changes)
+
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+        return self._lane(self.outer.route(mailbox)).get_items(mailbox, item_ids)
