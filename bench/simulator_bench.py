@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 
 from lxml import etree
 
-from calsync.simulator import SimulatorProcess, mailbox_email, rawsoap
+from calsync.simulator import SimulatorProcess, mailbox_email
+from testkit import rawsoap
 
 _M = "{http://schemas.microsoft.com/exchange/services/2006/messages}"
 

@@ -1,4 +1,5 @@
-"""An Exchange (EWS) simulator that the real exchangelib syncs against.
+"""A mail-server simulator that the real exchangelib syncs against: a protocol-neutral mailbox core
+(this package) with protocol front-ends beside it (``ews/``; see STATUS.md to add one).
 
 Python API: :class:`Simulator` (in-memory state and admin operations), :func:`generate`
 (deterministic mailboxes from a seed), :class:`SimulatorServer` (in-process HTTP server on a free

@@ -2,8 +2,9 @@
 
 A fault applies to all mailboxes or one (``mailbox``), to every operation or one (``operation``),
 either at a ``rate`` (0..1, drawn from a seeded RNG so runs repeat) or for the next ``count``
-matching requests, or always when neither is given. The two concurrency limits are not drawn:
-they refuse requests over ``limit`` concurrent ones, as Exchange's throttling budgets do.
+matching requests, or always when neither is given. Limit kinds are not drawn: they refuse
+requests over ``limit`` concurrent ones, as Exchange's throttling budgets do. This table knows
+the protocol-neutral kinds; each front-end registers its own (ews/faults.py).
 """
 
 from __future__ import annotations
@@ -16,21 +17,29 @@ from typing import Any
 
 from calsync.simulator.model import ValidationError
 
-KINDS = (
-    "latency",
-    "server_busy_fault",
-    "server_busy_message",
-    "http_503",
-    "http_429",
-    "concurrent_sync_limit",
-    "account_concurrency_limit",
-    "invalid_sync_state",
-    "truncated_body",
-    "malformed_body",
-    "connection_reset",
-)
-LIMIT_KINDS = ("concurrent_sync_limit", "account_concurrency_limit")
-OPERATIONS = ("GetFolder", "SyncFolderItems", "GetItem", "FindItem", "Subscribe", "Unsubscribe")
+#: Faults every front-end honours: they act on HTTP, not on a protocol's messages.
+NEUTRAL_KINDS = ("latency", "http_503", "http_429", "truncated_body", "malformed_body", "connection_reset")
+#: Every fault kind and operation name a request can be matched against; front-ends add theirs with
+#: :func:`register` when imported (calsync/simulator/ews/faults.py), so the admin API accepts them.
+KINDS: tuple[str, ...] = NEUTRAL_KINDS
+LIMIT_KINDS: tuple[str, ...] = ()
+OPERATIONS: tuple[str, ...] = ()
+#: Kinds that, without an explicit ``operation``, apply to one operation only.
+DEFAULT_OPERATION: dict[str, str] = {}
+
+
+def register(
+    kinds: tuple[str, ...] = (),
+    operations: tuple[str, ...] = (),
+    limit_kinds: tuple[str, ...] = (),
+    default_operation: dict[str, str] | None = None,
+) -> None:
+    """Add a front-end's own fault kinds and operation names (idempotent)."""
+    global KINDS, LIMIT_KINDS, OPERATIONS
+    KINDS = (*KINDS, *(k for k in (*kinds, *limit_kinds) if k not in KINDS))
+    LIMIT_KINDS = (*LIMIT_KINDS, *(k for k in limit_kinds if k not in LIMIT_KINDS))
+    OPERATIONS = (*OPERATIONS, *(o for o in operations if o not in OPERATIONS))
+    DEFAULT_OPERATION.update(default_operation or {})
 
 
 @dataclass(slots=True)
@@ -59,8 +68,9 @@ class Fault:
             return False
         if self.operation is not None:
             return operation == self.operation
-        if self.kind in ("invalid_sync_state", "concurrent_sync_limit"):
-            return operation == "SyncFolderItems"
+        only = DEFAULT_OPERATION.get(self.kind)
+        if only is not None:
+            return operation == only
         return True
 
 

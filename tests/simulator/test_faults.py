@@ -19,7 +19,8 @@ from exchangelib.errors import (
     UnauthorizedError,
 )
 
-from calsync.simulator import Simulator, SimulatorServer, rawsoap
+from calsync.simulator import Simulator, SimulatorServer
+from testkit import rawsoap
 
 from .test_sync import calendar_on_root, sync_pages
 

@@ -11,7 +11,8 @@ from exchangelib import Build
 from exchangelib.errors import ErrorSchemaValidation
 from lxml import etree
 
-from calsync.simulator import Simulator, SimulatorProcess, SimulatorServer, generate, rawsoap
+from calsync.simulator import Simulator, SimulatorProcess, SimulatorServer, generate
+from testkit import rawsoap
 
 from .conftest import make_account
 from .test_sync import calendar_on_root, sync_pages

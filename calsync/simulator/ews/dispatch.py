@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from calsync.simulator import validation
 from calsync.simulator.core import Simulator
-from calsync.simulator.ews import find_item, get_folder, get_item, subscribe, sync_folder_items
+from calsync.simulator.ews import find_item, get_folder, get_item, subscribe, sync_folder_items, validation
 from calsync.simulator.ews.context import Context, Fault, T
 from calsync.simulator.ews.soap import (
     Request,

@@ -17,7 +17,7 @@ def schema_dir() -> Path:
     override = os.environ.get("CALSYNC_EWS_SCHEMA_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "ews-schema"
+    return Path(__file__).resolve().parents[3].parent / "shared" / "ews-schema"
 
 
 def available() -> bool:

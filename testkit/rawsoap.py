@@ -1,4 +1,4 @@
-"""Pre-built EWS requests as exchangelib sends them, for benchmarks and raw-protocol tests."""
+"""Pre-built EWS requests as exchangelib sends them, for benchmarks and raw-protocol tests (not shipped)."""
 
 from __future__ import annotations
 
