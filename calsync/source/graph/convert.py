@@ -195,6 +195,8 @@ def to_appointment(event: dict[str, Any], mailbox: str) -> Appointment:
     organizer = (event.get("organizer") or {}).get("emailAddress") or {}
     organizer_email = organizer.get("address")
     body = event.get("body") or None
+    if body is not None and not body.get("content"):
+        body = None  # an empty body, as EWS reports none
     body_type = None
     if body is not None:
         body_type = "HTML" if str(body.get("contentType") or "").lower() == "html" else "Text"
