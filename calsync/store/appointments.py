@@ -318,8 +318,24 @@ def sweep_unseen(
     resync_seen was filled during this very sync, so its statistics are stale and the planner
     would pick a nested-loop anti join: minutes for a 50,000-item mailbox with its
     occurrences. A hash anti join is always right here (one pass over each side).
+
+    `listed_window`: the source listed only what overlaps this window (Graph), so only an item
+    (a single, or a series with a row) overlapping it can be missing for being deleted; the
+    rest aged out of the window and stays, as with EWS. An occurrence row whose series row
+    is gone (the series came back under another id after a switch of source) goes too.
     """
     conn.execute("SET LOCAL enable_nestloop = off")
+    params: dict[str, Any] = {"op": operator_id, "gen": generation}
+    where = ""
+    if listed_window is not None:
+        where = """
+          AND (COALESCE(a.series_item_id, a.item_id) IN (
+                 SELECT COALESCE(w.series_item_id, w.item_id) FROM appointments w
+                  WHERE w.operator_id = %(op)s AND w.start_at < %(hi)s AND w.end_at >= %(lo)s)
+               OR (a.series_item_id IS NOT NULL AND NOT EXISTS (
+                 SELECT 1 FROM appointments m WHERE m.operator_id = %(op)s AND m.item_id = a.series_item_id)))
+        """
+        params.update(lo=listed_window[0], hi=listed_window[1])
     cur = conn.execute(
         """
         DELETE FROM appointments a
@@ -328,8 +344,9 @@ def sweep_unseen(
             SELECT 1 FROM resync_seen s
             WHERE s.operator_id = %(op)s AND s.generation = %(gen)s
               AND s.item_id = COALESCE(a.series_item_id, a.item_id))
-        """,
-        {"op": operator_id, "gen": generation},
+        """
+        + where,
+        params,
     )
     conn.execute("DELETE FROM resync_seen WHERE operator_id = %s", (operator_id,))
     conn.execute("SET LOCAL enable_nestloop = on")

@@ -43,9 +43,7 @@ def test_ews_and_graph_mirror_the_same_rows(
     assert any(r["is_cancelled"] for r in through_ews.values())
     assert len(through_ews) > 100
 
-    assert set(through_ews) == set(through_graph), (
-        sorted(set(through_ews) ^ set(through_graph), key=str)[:10]
-    )
+    assert set(through_ews) == set(through_graph), sorted(set(through_ews) ^ set(through_graph), key=str)[:10]
     diffs = []
     for key, row in through_ews.items():
         other = through_graph[key]
