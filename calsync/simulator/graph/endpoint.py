@@ -86,6 +86,8 @@ class GraphFrontEnd:
         self.apps = apps or {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
         self.rng = random.Random(sim.seed)
         self._tokens: dict[str, Issued] = {}
+        #: Delta tokens a `delta_gone` fault invalidated: they stay gone, as in Graph.
+        self._gone: set[str] = set()
         self._lock = threading.Lock()
         self._serial = itertools.count(1)
 
@@ -212,6 +214,8 @@ class GraphFrontEnd:
             await frontend.delay(sim, fired, self.rng)
             error = next((f for k in _ERROR_KINDS for f in fired if f.kind == k), None)
             if error is not None:
+                if error.kind == "delta_gone":
+                    self._gone.update(v for k in ("$skiptoken", "$deltatoken") for v in parse_qs(query).get(k, ()))
                 return self._fault(error, token)
             if "Calendars.Read" not in issued.roles:
                 return self._error(
@@ -296,6 +300,8 @@ class GraphFrontEnd:
         self, mailbox: Mailbox, query: dict[str, list[str]], size: int, base: str
     ) -> tuple[int, Any, dict[str, str]]:
         skip = _q(query, "$skiptoken") or _q(query, "$deltatoken")
+        if skip and skip in self._gone:
+            raise GraphError(410, "syncStateNotFound", "The sync state generation is not found.")
         if skip:
             try:
                 token = delta.Token.decode(skip, mailbox)

@@ -131,7 +131,7 @@ _AADSTS = {
     "900023": "GraphTenantNotFound",  # tenant identifier malformed
     "65001": "GraphConsentMissing",  # admin consent not granted
     "7000112": "GraphAppDisabled",  # application disabled
-    "500011": "GraphResourceNotFound",  # resource principal (Graph) not in the tenant
+    "500011": "GraphServicePrincipalMissing",  # resource principal (Graph) not in the tenant
 }
 
 
