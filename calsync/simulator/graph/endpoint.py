@@ -213,9 +213,12 @@ class GraphFrontEnd:
             fired = faults.draw(email, operation, issued.client_id) if faults else []
             await frontend.delay(sim, fired, self.rng)
             error = next((f for k in _ERROR_KINDS for f in fired if f.kind == k), None)
+            if error is not None and error.kind == "delta_gone":
+                carried = [v for k in ("$skiptoken", "$deltatoken") for v in parse_qs(query).get(k, ())]
+                if not carried:
+                    error = None  # a first request has no token to lose
+                self._gone.update(carried)
             if error is not None:
-                if error.kind == "delta_gone":
-                    self._gone.update(v for k in ("$skiptoken", "$deltatoken") for v in parse_qs(query).get(k, ()))
                 return self._fault(error, token)
             if "Calendars.Read" not in issued.roles:
                 return self._error(
