@@ -41,6 +41,12 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("sync_private_details", "2"),
     ("ews_max_concurrency", "0"),
     ("ews_max_concurrency", "257"),
+    ("source", "owa"),
+    ("graph_tenant_id", "contoso tenant"),
+    ("graph_client_id", "{5e1f}"),
+    ("graph_authority_url", "login.microsoftonline.com"),
+    ("graph_base_url", "ftp://graph.microsoft.com/v1.0"),
+    ("graph_max_concurrency", "0"),
 ]
 
 GOOD_VALUES: dict[str, tuple[str, Any]] = {
@@ -55,6 +61,12 @@ GOOD_VALUES: dict[str, tuple[str, Any]] = {
     "future_horizon_days": ("730", 730),
     "sync_private_details": ("yes", True),
     "ews_max_concurrency": ("27", 27),
+    "source": ("graph", "graph"),
+    "graph_tenant_id": ("c0ffee00-0000-4000-8000-000000000016", "c0ffee00-0000-4000-8000-000000000016"),
+    "graph_client_id": ("5e1f0000-0000-4000-8000-0000ca15c0de", "5e1f0000-0000-4000-8000-0000ca15c0de"),
+    "graph_authority_url": ("https://login.microsoftonline.us/", "https://login.microsoftonline.us"),
+    "graph_base_url": ("https://graph.microsoft.us/v1.0", "https://graph.microsoft.us/v1.0"),
+    "graph_max_concurrency": ("64", 64),
 }
 
 
