@@ -161,3 +161,24 @@ def test_show_names_the_password_file_and_unset_secrets(run: Run, db: psycopg.Co
     assert secrets["smtp_url"].startswith("not set")
     missing = run("settings", "show", "--json", env={"CALSYNC_EWS_PASSWORD_FILE": str(tmp_path / "nope")})
     assert "NOT READABLE" in json.loads(missing.stdout)["secrets"]["ews_password"]
+
+
+def test_show_names_the_graph_credential_without_printing_it(
+    run: Run, db: psycopg.Connection[Any], tmp_path: Any
+) -> None:
+    secret = run("settings", "show", "--json", env={"CALSYNC_GRAPH_CLIENT_SECRET": "Graph-Secret-31"})
+    assert "Graph-Secret-31" not in secret.stdout + secret.stderr
+    assert json.loads(secret.stdout)["secrets"]["graph_credential"] == "environment (CALSYNC_GRAPH_CLIENT_SECRET)"
+    secret_file = tmp_path / "graph-secret"
+    secret_file.write_text("Graph-Secret-In-File\n")
+    from_file = run("settings", "show", "--json", env={"CALSYNC_GRAPH_CLIENT_SECRET_FILE": str(secret_file)})
+    assert "Graph-Secret-In-File" not in from_file.stdout
+    assert json.loads(from_file.stdout)["secrets"]["graph_credential"].startswith(f"file {secret_file}")
+    missing = run("settings", "show", "--json", env={"CALSYNC_GRAPH_CERTIFICATE": str(tmp_path / "nope.pem")})
+    assert "NOT READABLE" in json.loads(missing.stdout)["secrets"]["graph_credential"]
+    both = run(
+        "settings",
+        "show",
+        env={"CALSYNC_GRAPH_CLIENT_SECRET": "x", "CALSYNC_GRAPH_CLIENT_SECRET_FILE": str(secret_file)},
+    )
+    assert both.returncode != 0 and "set only one of CALSYNC_GRAPH_CLIENT_SECRET" in both.stderr

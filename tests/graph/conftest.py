@@ -29,16 +29,18 @@ GRAPH_SCHEMA = Path(os.environ.get("CALSYNC_GRAPH_SCHEMA_DIR") or REPO.parent / 
 MAILBOX = "user0001@example.com"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def graph_schema() -> Path:
+@pytest.fixture(autouse=True)
+def graph_schema(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Schema checks on in the simulator; the app's secret in this process's environment, as a worker has it."""
     if not (GRAPH_SCHEMA / "graph-calendar.schema.json").is_file():
         pytest.skip(f"Graph schema not found at {GRAPH_SCHEMA} (set CALSYNC_GRAPH_SCHEMA_DIR)")
-    os.environ["CALSYNC_GRAPH_SCHEMA_DIR"] = str(GRAPH_SCHEMA)
-    os.environ["CALSYNC_GRAPH_CLIENT_SECRET"] = DEFAULT_CLIENT_SECRET
+    monkeypatch.setenv("CALSYNC_GRAPH_SCHEMA_DIR", str(GRAPH_SCHEMA))
+    monkeypatch.setenv("CALSYNC_GRAPH_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
     from calsync.config import env
 
     env.cache_clear()
-    return GRAPH_SCHEMA
+    yield GRAPH_SCHEMA
+    env.cache_clear()
 
 
 def add_edge_cases(sim: Simulator, email: str = MAILBOX) -> dict[str, str]:
