@@ -174,15 +174,14 @@ class GraphSource:
             for item_id, (status, ev) in zip(missing, self._get_events(mailbox, missing), strict=True):
                 if status == 200 and ev is not None:
                     seen[item_id] = ev
+        appts = [to_appointment(seen[i], mailbox) for i in item_ids if i in seen]  # absent: deleted meanwhile
+        series = [a for a in appts if a.kind is Kind.SERIES and a.recurrence is not None]
+        instances = self._instances(mailbox, [a.item_id for a in series])
         out: list[Appointment] = []
         exceptions: dict[str, dict[str, Any]] = {}
-        for item_id in item_ids:
-            ev = seen.get(item_id)
-            if ev is None:
-                continue  # deleted since the page was read; a later delete settles it
-            appt = to_appointment(ev, mailbox)
-            if appt.kind is Kind.SERIES and appt.recurrence is not None:
-                appt, found = self._with_instances(mailbox, appt)
+        for appt in appts:
+            if appt.item_id in instances:
+                appt, found = self._with_instances(mailbox, appt, instances[appt.item_id])
                 exceptions.update(found)
             out.append(appt)
         if exceptions:
@@ -204,17 +203,36 @@ class GraphSource:
         path = f"{self._user(mailbox)}/events?$filter=type%20eq%20'seriesMaster'&$select=id,changeKey&$top=999"
         return [str(ev["id"]) for ev in self.client.pages(path)]
 
-    def _with_instances(self, mailbox: str, master: Appointment) -> tuple[Appointment, dict[str, dict[str, Any]]]:
+    def _instances(self, mailbox: str, master_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Every master's instances in the window: $batch, 20 masters per call, then any further pages."""
+        if not master_ids:
+            return {}
+        start, end = self.window(self._clock().date())
+        paths = [
+            f"{self._user(mailbox)}/events/{quote(i, safe='')}/instances"
+            f"?startDateTime={_iso(start)}&endDateTime={_iso(end)}"
+            for i in master_ids
+        ]
+        out: dict[str, list[dict[str, Any]]] = {}
+        answers = self.client.batch(paths, prefer=(PREFER_UTC, "odata.maxpagesize=500"))
+        for master_id, (status, body) in zip(master_ids, answers, strict=True):
+            if status != 200 or body is None:
+                continue  # the master went meanwhile: its delete comes with a later page
+            found = list(body.get("value") or ())
+            if body.get("@odata.nextLink"):
+                found += self.client.pages(body["@odata.nextLink"], prefer=(PREFER_UTC, "odata.maxpagesize=500"))
+            out[master_id] = found
+        return out
+
+    def _with_instances(
+        self, mailbox: str, master: Appointment, found_instances: list[dict[str, Any]]
+    ) -> tuple[Appointment, dict[str, dict[str, Any]]]:
         """The master with its exceptions and deleted occurrences, read from its instances in the window."""
         start, end = self.window(self._clock().date())
-        path = (
-            f"{self._user(mailbox)}/events/{quote(master.item_id, safe='')}/instances"
-            f"?startDateTime={_iso(start)}&endDateTime={_iso(end)}"
-        )
         present: set[dt.datetime] = set()
         modified: list[ModifiedOccurrence] = []
         found: dict[str, dict[str, Any]] = {}
-        for inst in self.client.pages(path, prefer=(PREFER_UTC, "odata.maxpagesize=500")):
+        for inst in found_instances:
             original = instant(inst.get("originalStart"))
             if original is None:
                 continue
