@@ -8,6 +8,7 @@ request carried. Every answer can be checked against ../shared/graph-schema (val
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import itertools
@@ -34,6 +35,7 @@ from calsync.simulator.mailbox import Mailbox, parse_occurrence_id
 TOKEN_LIFETIME = 3599
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+BATCH_PARALLEL = 4
 _PREFER_PAGE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)")
 _ERROR_KINDS = (*frontend.HTTP_ERROR_KINDS, *graph_faults.ERROR_KINDS)
 
@@ -186,7 +188,7 @@ class GraphFrontEnd:
         return "event"
 
     async def serve_get(
-        self, request: web.Request, path: str, query: str, headers: Any, *, in_batch: bool = False
+        self, request: web.Request, path: str, query: str, headers: Any
     ) -> tuple[int, Any, dict[str, str]]:
         """One GET (alone or inside $batch): (status, JSON body, headers)."""
         sim = self.sim
@@ -196,7 +198,7 @@ class GraphFrontEnd:
             token, issued = self._caller(request)
         except GraphError as exc:
             return self._error(exc)
-        concurrent, _, _ = (0, 0, 0) if in_batch else sim.stats.enter(email, issued.client_id, False)
+        concurrent, _, _ = sim.stats.enter(email, issued.client_id, False)
         try:
             faults = sim.faults
             if faults:
@@ -228,8 +230,7 @@ class GraphFrontEnd:
         except GraphError as exc:
             return self._error(exc)
         finally:
-            if not in_batch:
-                sim.stats.leave(email, issued.client_id, False)
+            sim.stats.leave(email, issued.client_id, False)
 
     def _error(self, exc: GraphError) -> tuple[int, Any, dict[str, str]]:
         self.sim.stats.response(f"graph_{exc.status}_{exc.code}")
@@ -392,7 +393,7 @@ class GraphFrontEnd:
         sim = self.sim
         sim.stats.request("graph_batch", None)
         try:
-            _token, issued = self._caller(request)
+            self._caller(request)
         except GraphError as exc:
             status, body, headers = self._error(exc)
             return self._json(status, body, headers, "odataError")
@@ -407,47 +408,27 @@ class GraphFrontEnd:
                 GraphError(400, "BadRequest", "Too many requests in one batch (limit 20).")
             )
             return self._json(status, body, headers, "odataError")
-        mailboxes = {self._route(urlsplit(str(s.get("url"))).path)[1] for s in subs} - {None}
-        entered = [(m, sim.stats.enter(m, issued.client_id, False)[0]) for m in mailboxes]
-        responses = []
-        try:
-            for sub in subs:
-                url = urlsplit(str(sub.get("url") or ""))
-                sub_headers = {**dict(request.headers), **(sub.get("headers") or {})}
+        gate = asyncio.Semaphore(BATCH_PARALLEL)
+
+        async def one(sub: dict[str, Any]) -> dict[str, Any]:
+            url = urlsplit(str(sub.get("url") or ""))
+            sub_headers = {**dict(request.headers), **(sub.get("headers") or {})}
+            async with gate:
                 if str(sub.get("method") or "GET").upper() != "GET":
                     status, body, headers = self._error(
                         GraphError(405, "MethodNotAllowed", "The simulator serves GET only.")
                     )
                 else:
-                    status, body, headers = await self._batched_get(request, url.path, url.query, sub_headers, entered)
-                if sim.validate:
-                    problem = validation.errors(body, self._def_for(url.path, status))
-                    if problem is not None:
-                        sim.stats.violation(f"graph $batch {url.path}: {problem}")
-                responses.append({"id": sub.get("id"), "status": status, "headers": headers, "body": body})
-        finally:
-            for m, _ in entered:
-                sim.stats.leave(m, issued.client_id, False)
-        return web.json_response({"responses": responses})
+                    status, body, headers = await self.serve_get(request, url.path, url.query, sub_headers)
+            if sim.validate:
+                problem = validation.errors(body, self._def_for(url.path, status))
+                if problem is not None:
+                    sim.stats.violation(f"graph $batch {url.path}: {problem}")
+            return {"id": sub.get("id"), "status": status, "headers": headers, "body": body}
 
-    async def _batched_get(
-        self,
-        request: web.Request,
-        path: str,
-        query: str,
-        headers: dict[str, str],
-        entered: list[tuple[str | None, int]],
-    ) -> tuple[int, Any, dict[str, str]]:
-        _, email = self._route(path)
-        concurrent = next((n for m, n in entered if m == email), 0)
-        faults = self.sim.faults
-        if faults:
-            for limit in faults.limits("mailbox_concurrency", email, "graph_batch", None):
-                if concurrent > limit.limit:
-                    self.sim.fault_fired(limit)
-                    return self._error(GraphError(429, "ApplicationThrottled",
-                                                  "Application is over its MailboxConcurrency limit.", limit.retry_after))  # fmt: skip
-        return await self.serve_get(request, path, query, headers, in_batch=True)
+        # Outlook runs up to four requests of a batch at a time (each counts toward its mailbox's four).
+        responses = list(await asyncio.gather(*(one(sub) for sub in subs)))
+        return web.json_response({"responses": responses})
 
     origin = ""
 

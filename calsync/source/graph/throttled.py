@@ -1,9 +1,11 @@
 """Graph's budgets, fleet-wide: per app, and per app and mailbox (4 concurrent requests).
 
-The same Redis mechanism as EWS's service-account cap (calsync.throttle), under other keys:
-every call to Graph holds one of the app's slots and one of the mailbox's four, and a
-Retry-After reaches every worker: a 429 (Graph throttles per app and mailbox) holds back
-that mailbox, a 503 or 504 (the service itself) holds back the whole app.
+The same Redis mechanism as EWS's service-account cap (calsync.throttle), under other keys.
+Every call to the port holds one of the app's slots and the mailbox's one call slot: the
+adapter's requests within a call are sequential, except a $batch, which Graph runs at most
+four at a time, so a mailbox never has more than 4 requests in flight whichever worker
+calls. A Retry-After reaches every worker: a 429 (Graph throttles per app and mailbox)
+holds back that mailbox, a 503 or 504 (the service itself) holds back the whole app.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from calsync.throttle import AccountThrottle
 
 T = TypeVar("T")
 MAILBOX_CONCURRENCY = 4  # Graph: "Application is over its MailboxConcurrency limit" above this
+MAILBOX_CALLS = 1  # port calls in flight per mailbox: each may run a $batch, i.e. up to MAILBOX_CONCURRENCY
 
 
 class GraphThrottledSource:
@@ -39,7 +42,7 @@ class GraphThrottledSource:
         with self._lock:
             throttle = self._mailboxes.get(key)
             if throttle is None:
-                throttle = AccountThrottle(self.client, f"graph:{self.app_key}:{key}", MAILBOX_CONCURRENCY)
+                throttle = AccountThrottle(self.client, f"graph:{self.app_key}:{key}", MAILBOX_CALLS)
                 self._mailboxes[key] = throttle
                 if len(self._mailboxes) > 4096:
                     self._mailboxes.popitem(last=False)
