@@ -59,8 +59,9 @@ def fleet(
     env = common.bench_env(sim, CALSYNC_DISPATCH_TICK_SECONDS=str(tick_seconds), CALSYNC_LEASE_SECONDS="120")
     cwd = os.getcwd()
     if proto:
-        env.update(CALSYNC_BENCH_PROTO=proto, PYTHONPATH=str(PROTO))
-        os.chdir(PROTO)  # the processes inherit it: the overlay, not ./celeryconfig.py, is found first
+        # Celery's own config-module variable: calsync/celery.py loads the overlay instead of calsync.celeryconfig.
+        env.update(CALSYNC_BENCH_PROTO=proto, PYTHONPATH=str(PROTO), CELERY_CONFIG_MODULE="celeryconfig")
+        os.chdir(PROTO)
     f = Fleet()
     try:
         for i in range(workers):

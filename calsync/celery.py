@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
@@ -17,17 +18,19 @@ app = Celery(
         "calsync.tasks.notify",
     ],
 )
-app.config_from_object("celeryconfig")
+# Celery's own CELERY_CONFIG_MODULE (set by `celery --config`) may name an overlay module;
+# bench/proto/celeryconfig.py uses it to measure proposed settings.
+app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE") or "calsync.celeryconfig")
 
 
 @worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
     """A forked child must not reuse the parent's sockets: drop them, they reopen lazily."""
+    from calsync import runtime
     from calsync.store import db
-    from calsync.tasks import base
 
     db.close_pool()
-    base.reset_process_state()
+    runtime.reset_process_state()
 
 
 @worker_process_shutdown.connect

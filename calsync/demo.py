@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +25,7 @@ from psycopg.rows import dict_row
 from calsync import celery_procs
 from calsync.config import ConfigError, load_env
 from calsync.simulator import SimulatorProcess
-from calsync.store import migrate
+from calsync.store import migrate, summary
 
 REPO = Path(__file__).resolve().parent.parent
 CALSYNC = str(Path(sys.executable).parent / "calsync")
@@ -71,14 +72,11 @@ def _run(args: list[str], env: dict[str, str]) -> str:
     return proc.stdout
 
 
-def _wait(
-    conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...], want: int, timeout: float, what: str
-) -> None:
+def _wait(count: Callable[[], int], want: int, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last = -1
     while time.monotonic() < deadline:
-        row = conn.execute(query, params).fetchone()
-        got = int(row["n"]) if row else 0
+        got = count()
         if got != last:
             _say(f"{what}: {got}/{want}")
             last = got
@@ -97,10 +95,7 @@ def main() -> int:
     _check_services(db_url, redis_url)
     migrate.upgrade(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "TRUNCATE appointment_attendees, appointments, resync_seen, sync_runs, sync_state, operators, "
-            "settings, dispatch_ticks, failure_episodes, global_pause RESTART IDENTITY CASCADE"
-        )
+        summary.reset(conn)
     _reset_redis(redis_url)
     logs = Path(tempfile.mkdtemp(prefix="calsync-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -123,20 +118,15 @@ def main() -> int:
             procs.append(celery_procs.start_worker("demo-w2", env, log_file=logs / "worker2.log"))
             _say(f"beat and two workers started (logs in {logs})")
             with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
-                _wait(
-                    conn, "SELECT count(*) AS n FROM sync_state WHERE last_success_at IS NOT NULL", (),
-                    MAILBOXES, 120, "operators through their first sync",
-                )  # fmt: skip
+                _wait(lambda: summary.synced_count(conn), MAILBOXES, 120, "operators through their first sync")
                 first_done = time.monotonic()
                 changed_at = dt.datetime.now(dt.UTC)
                 client = sim.client()
                 changes = _make_changes(client)
                 _say(f"changed {sum(len(v) for v in changes.values())} appointments in {len(changes)} mailboxes")
                 _wait(
-                    conn,
-                    "SELECT count(*) AS n FROM sync_state s JOIN operators o ON o.id = s.operator_id "
-                    "WHERE lower(o.email) = ANY(%s) AND s.last_success_at > %s",
-                    ([e.lower() for e in changes], changed_at), len(changes), 90, "changed mailboxes polled again",
+                    lambda: summary.polled_since(conn, list(changes), changed_at),
+                    len(changes), 90, "changed mailboxes polled again",
                 )  # fmt: skip
                 _summary(conn, changed_at, first_done - t0, time.monotonic() - first_done)
         finally:
@@ -177,17 +167,7 @@ def _make_changes(client: Any) -> dict[str, list[str]]:
 
 
 def _summary(conn: psycopg.Connection[Any], changed_at: dt.datetime, first_secs: float, second_secs: float) -> None:
-    rows = conn.execute(
-        """
-        SELECT o.email, s.status, s.last_success_at,
-               (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id
-                   AND a.kind IN ('single', 'series')) AS appointments,
-               (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id
-                   AND a.kind IN ('occurrence', 'exception')) AS occurrences,
-               (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id AND a.is_cancelled) AS cancelled
-          FROM operators o JOIN sync_state s ON s.operator_id = o.id ORDER BY o.email
-        """
-    ).fetchall()
+    rows = summary.per_operator(conn)
     print()
     print(f"{'operator':<28} {'appointments':>12} {'occurrences':>11} {'cancelled':>9}  {'status':<10} last sync (UTC)")
     for r in rows:
@@ -201,12 +181,7 @@ def _summary(conn: psycopg.Connection[Any], changed_at: dt.datetime, first_secs:
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    second = conn.execute(
-        "SELECT COALESCE(sum(created), 0) AS c, COALESCE(sum(updated), 0) AS u, COALESCE(sum(deleted), 0) AS d, "
-        "count(*) AS runs FROM sync_runs WHERE started_at > %s AND status = 'succeeded'",
-        (changed_at,),
-    ).fetchone()
-    assert second is not None
+    second = summary.changes_since(conn, changed_at)
     print()
     print(f"operators: {len(rows)} ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})")
     print(

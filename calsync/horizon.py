@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from calsync.runner import window_for
-from calsync.store import appointments
+from calsync.runner.batch import window_for
+from calsync.store import appointments, lifecycle
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
 from calsync.sync.occurrences import plain_occurrences
@@ -36,7 +36,7 @@ def roll_operator(operator_id: int, now: dt.datetime | None = None) -> tuple[int
     with transaction() as conn:
         settings = settings_store.load(conn)
         window = window_for(settings, now or dt.datetime.now(dt.UTC))
-        conn.execute("SELECT 1 FROM sync_state WHERE operator_id = %s FOR UPDATE", (operator_id,))
+        lifecycle.lock(conn, [operator_id])
         masters = appointments.series_masters(conn, operator_id)
         rows = [row for master, covered in masters for row in plain_occurrences(master, window, covered)]
         created, _ = appointments.upsert(conn, operator_id, rows)

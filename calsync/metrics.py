@@ -45,7 +45,7 @@ SYNC_ERRORS = Counter(
 )
 BATCHES = Counter(
     "calsync_sync_batches",
-    "Batch tasks by outcome: more, done, retry, failed, paused, skipped, throttled",
+    "Batch tasks by outcome: more, done, retry, failed, paused, skipped, throttled, time_limit",
     ["outcome"],
 )
 BATCH_DURATION = Histogram(
@@ -54,7 +54,7 @@ BATCH_DURATION = Histogram(
 POLLS = Counter(
     "calsync_polls",
     "Operators handled by poll chunks: quiet (nothing changed, settled in bulk), batch (changes or a failure: "
-    "a batch ran), lost (lease moved on), deferred (throttled or over budget), handed_off (to single batches), crashed (unexpected error; the lease expires)",
+    "a batch ran), lost (lease moved on), deferred (throttled or over budget), handed_off (to single batches), time_limit (stopped by the soft time limit; lease given back)",
     ["outcome"],
 )
 POLL_CHUNK_DURATION = Histogram(
@@ -98,9 +98,8 @@ def observe_ews(operation: str, status: str, seconds: float) -> None:
 class StatusCollector(Collector):
     """Read at scrape time from Postgres: the truth, whichever worker last touched an operator."""
 
-    STATUSES = ("not_synced", "initial_sync", "active", "retrying", "failed", "disabled")
-
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        from calsync.store import status
         from calsync.store.db import transaction
 
         operators = GaugeMetricFamily("calsync_operators", "Operators per sync status", labels=["status"])
@@ -113,26 +112,17 @@ class StatusCollector(Collector):
         up = GaugeMetricFamily("calsync_database_up", "1 when the exporter could read Postgres")
         try:
             with transaction() as conn:
-                counts = {r["status"]: r["n"] for r in conn.execute(
-                    "SELECT status, count(*) AS n FROM sync_state GROUP BY status"
-                ).fetchall()}  # fmt: skip
-                pause = conn.execute("SELECT code FROM global_pause").fetchone()
-                open_eps = conn.execute(
-                    "SELECT count(*) FILTER (WHERE operator_id IS NOT NULL) AS op, "
-                    "count(*) FILTER (WHERE operator_id IS NULL) AS glob "
-                    "FROM failure_episodes WHERE recovered_at IS NULL"
-                ).fetchone()
+                gauges = status.gauges(conn)
         except Exception as exc:  # the exporter must answer even when Postgres is down
             log.warning("metrics: cannot read Postgres: %s", type(exc).__name__)
             up.add_metric([], 0)
             yield up
             return
-        for status in self.STATUSES:
-            operators.add_metric([status], counts.get(status, 0))
-        paused.add_metric([pause["code"] if pause else ""], 1 if pause else 0)
-        assert open_eps is not None
-        episodes.add_metric(["operator"], open_eps["op"])
-        episodes.add_metric(["global"], open_eps["glob"])
+        for name, n in gauges.by_status.items():
+            operators.add_metric([name], n)
+        paused.add_metric([gauges.pause_code or ""], 1 if gauges.pause_code else 0)
+        episodes.add_metric(["operator"], gauges.open_operator_episodes)
+        episodes.add_metric(["global"], gauges.open_global_episodes)
         up.add_metric([], 1)
         yield from (operators, paused, episodes, up)
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import redis
 
-from calsync.source.errors import Disposition, SourceError
+from calsync.errors import Disposition, SourceError
 
 _ACQUIRE = """
 local key, nbkey = KEYS[1], KEYS[2]

@@ -1,7 +1,7 @@
 """Scenario 4: one dispatcher tick with 1,000 / 10,000 / 100,000 operators due.
 
 The dispatcher's two halves are timed apart, in this process, against the bench Postgres
-and Redis: the claim (calsync.store.dispatch.claim_due in one transaction, commit included)
+and Redis: the claim (calsync.store.lifecycle.claim_due in one transaction, commit included)
 and the enqueue (calsync.tasks.dispatch.enqueue_chains: one sync_batch message per
 operator). Operators and their sync_state rows are COPYed in, all due. The same tick is
 then timed in the steady state: the operators in sync, so their polls go out as chunks of
@@ -43,13 +43,13 @@ def _load(n: int) -> None:
 
 def _claim() -> tuple[list[Any], float]:
     from calsync.config import env
-    from calsync.store import dispatch
+    from calsync.store import lifecycle
     from calsync.store.db import transaction
     from calsync.tasks.dispatch import CLAIM_LIMIT
 
     t0 = time.perf_counter()
     with transaction() as conn:
-        claimed = dispatch.claim_due(conn, slack_seconds=30.0, lease_seconds=env().lease_seconds, limit=CLAIM_LIMIT)
+        claimed = lifecycle.claim_due(conn, slack_seconds=30.0, lease_seconds=env().lease_seconds, limit=CLAIM_LIMIT)
     return claimed, time.perf_counter() - t0
 
 

@@ -20,7 +20,8 @@ from calsync.operators.csv_import import CsvFileError, ParsedFile, read_operator
 from calsync.settings import EMAIL_RE
 from calsync.store import operators as store
 from calsync.store import settings as settings_store
-from calsync.store.operators import STATUSES, ImportResult, OperatorError
+from calsync.store.lifecycle import STATUSES
+from calsync.store.operators import ImportResult, OperatorError
 
 
 def _fail(message: str) -> NoReturn:

@@ -14,6 +14,7 @@ import click
 from calsync.cli.settings import open_database
 from calsync.notify.catalogue import lookup
 from calsync.store import pause as pause_store
+from calsync.store import refusals
 from calsync.store import status as status_store
 
 
@@ -47,6 +48,19 @@ def _failure(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _refusal(row: dict[str, Any]) -> dict[str, Any]:
+    entry = lookup(row["code"])
+    return {
+        "email": row["email"],
+        "item_id": row["item_id"],
+        "code": row["code"],
+        "message": entry.message,
+        "fix": entry.fix,
+        "reason": row["reason"],
+        "since": row["first_refused_at"],
+    }
+
+
 @click.command()
 @click.argument("emails", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -59,8 +73,20 @@ def status(emails: tuple[str, ...], as_json: bool, no_broker: bool) -> None:
         failed_rows = (
             [r for r in rows if r["status"] == "failed"] if emails else status_store.operators(conn, status="failed")
         )
+        retrying_rows = (
+            [r for r in rows if r["status"] == "retrying"]
+            if emails
+            else status_store.operators(conn, status="retrying")
+        )
+        refused = refusals.listed(conn, list(emails) or None)
         paused = pause_store.current(conn)
-    report: dict[str, Any] = {**fleet, "failures": [_failure(r) for r in failed_rows], "pause": None}
+    report: dict[str, Any] = {
+        **fleet,
+        "failures": [_failure(r) for r in failed_rows],
+        "retrying": [_failure(r) for r in retrying_rows if r["last_error_code"]],
+        "items_set_aside": [_refusal(r) for r in refused],
+        "pause": None,
+    }
     if paused is not None:
         entry = lookup(paused.code)
         report["pause"] = {
@@ -106,6 +132,12 @@ def _print(report: dict[str, Any]) -> None:
     for f in report["failures"]:
         click.echo(f"FAILED {f['email']}: {f['code']}: {f['message']} (since {f['since']}, {f['attempts']} attempts)")
         click.echo(f"       fix: {f['fix']}")
+    for f in report["retrying"]:
+        click.echo(f"RETRYING {f['email']}: {f['code']}: {f['message']} (since {f['since']}, {f['attempts']} attempts)")
+        click.echo(f"       detail: {f['detail']}")
+    for r in report["items_set_aside"]:
+        click.echo(f"SET ASIDE {r['email']} item {r['item_id']}: {r['code']}: {r['reason']}")
+        click.echo(f"       fix: {r['fix']}")
     for r in report.get("operators_detail", []):
         click.echo(
             f"{r['email']}: {r['status']} ({r['stage']}), {r['appointments']} appointments, "

@@ -8,6 +8,7 @@ import time
 import click
 
 from calsync.cli.settings import open_database
+from calsync.store import lifecycle
 from calsync.store import status as status_store
 
 
@@ -22,7 +23,7 @@ def sync(emails: tuple[str, ...], all_: bool, wait: bool, timeout: float) -> Non
         raise click.UsageError("name operators by email, or pass --all")
     started = dt.datetime.now(dt.UTC)
     with open_database() as conn:
-        due = status_store.request_sync(conn, None if all_ else list(emails))
+        due = lifecycle.request_sync(conn, None if all_ else list(emails))
     if not all_:
         missing = sorted({e.lower() for e in emails} - {email.lower() for _, email in due})
         if missing:

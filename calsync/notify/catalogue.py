@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from calsync.source.errors import Disposition
+from calsync.errors import Disposition
 
-T, R, OP, G = Disposition.TRANSIENT, Disposition.RESYNC, Disposition.OPERATOR, Disposition.GLOBAL
+T, R, OP, G, IT = (
+    Disposition.TRANSIENT,
+    Disposition.RESYNC,
+    Disposition.OPERATOR,
+    Disposition.GLOBAL,
+    Disposition.ITEM,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +273,32 @@ _ENTRIES: tuple[Entry, ...] = (
         "calsync hit an error it does not know.",
         "A bug, or an Exchange answer calsync has not seen before.",
         "Report it with the error message from `calsync status` or the worker log.",
+    ),
+    Entry(
+        "TaskTimeLimit",
+        T,
+        "A sync batch ran past the task's time limit and was stopped; its lease was given back.",
+        "Exchange (or a proxy in front of it) answers very slowly, or a batch is too large for the time limit.",
+        "Check Exchange's response times; lower batch_size (`calsync settings set batch_size 100`). The operator "
+        "is retried and, if it keeps overrunning, failed with an email after the notification frequency.",
+    ),
+    # --- item: one appointment is set aside, the rest of its mailbox syncs ---
+    Entry(
+        "ItemWithoutTimes",
+        IT,
+        "Exchange sent an appointment without a readable start or end; it was set aside.",
+        "The item's Start or End is missing or in a form the EWS client cannot parse (for example with "
+        "fractional seconds), often written by a third-party client or a migration tool.",
+        "Open the appointment in Outlook and save it again (or move it by a minute and back); it is synced at "
+        "its next change. `calsync status EMAIL` lists the items set aside.",
+    ),
+    Entry(
+        "ItemUnconvertible",
+        IT,
+        "Exchange sent an appointment calsync cannot convert; it was set aside.",
+        "A value outside what calsync handles, such as an unknown time zone id or a date out of range.",
+        "See the reason in `calsync status EMAIL`; correct the item in Outlook (it is synced at its next "
+        "change), or report the reason if the item looks normal.",
     ),
 )
 

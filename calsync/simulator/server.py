@@ -44,8 +44,15 @@ class SimulatorServer:
     ...     server.ews_url
     """
 
-    def __init__(self, simulator: Simulator | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        simulator: Simulator | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        frontends: Mapping[str, RouteProvider] | None = None,
+    ) -> None:
         self.simulator = simulator or Simulator()
+        self.frontends = frontends
         self.host = host
         self.port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -99,7 +106,7 @@ class SimulatorServer:
         loop.close()
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(build_app(self.simulator), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(build_app(self.simulator, self.frontends), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol
 
-from calsync.source.errors import InvalidCursor
+from calsync.errors import InvalidCursor
 from calsync.source.port import CalendarSource
-from calsync.sync.model import Appointment, SyncPage
+from calsync.sync.model import Appointment, RefusedItem, SyncPage
 
 EWS, GRAPH = "ews", "graph"
 GRAPH_CURSOR_PREFIX = "graph1:"
@@ -50,7 +50,7 @@ class RoutedSource:
     def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
         return self.source(self.route(mailbox, cursor)).sync_page(mailbox, cursor, max_changes)
 
-    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         return self.source(self.route(mailbox)).get_items(mailbox, item_ids)
 
     @contextmanager
@@ -76,5 +76,5 @@ class RoutedLane:
     def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
         return self._lane(self.outer.route(mailbox, cursor)).sync_page(mailbox, cursor, max_changes)
 
-    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         return self._lane(self.outer.route(mailbox)).get_items(mailbox, item_ids)

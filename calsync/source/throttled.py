@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from calsync.source.errors import SourceError
+from calsync.errors import SourceError
 from calsync.source.port import CalendarSource
-from calsync.sync.model import Appointment, SyncPage
+from calsync.sync.model import Appointment, RefusedItem, SyncPage
 from calsync.throttle import AccountThrottle, Lane
 
 T = TypeVar("T")
@@ -38,7 +38,7 @@ class ThrottledSource:
         with self.throttle.slot():
             return self.passing_back_off(lambda: self.inner.sync_page(mailbox, cursor, max_changes))
 
-    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         if not item_ids:
             return []
         with self.throttle.slot():
@@ -62,7 +62,7 @@ class LaneSource:
         self.lane.before_request()
         return self.outer.passing_back_off(lambda: self.outer.inner.sync_page(mailbox, cursor, max_changes))
 
-    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         if not item_ids:
             return []
         self.lane.before_request()

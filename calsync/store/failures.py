@@ -1,7 +1,7 @@
-"""Recording failed batches on the operator's sync state, and failure episodes for the emails.
+"""Failure episodes, for the emails (the operator's own failure state is calsync.store.lifecycle's).
 
-`failing_since` marks the start of a failure episode and survives retries; the task layer
-compares it with the notification frequency to decide when to give up and notify. A row in
+`failing_since` (sync_state) marks the start of a failure episode and survives retries; the
+runner compares it with the notification frequency to decide when to give up and notify. A row in
 failure_episodes exists only once an operator's sync was given up (cancelled after the
 timeout, or a permanent failure): transient blips that heal in time leave no trace but the
 counters. One email per episode: `notified_at`, then `recovery_notified_at`.
@@ -15,63 +15,14 @@ from typing import Any
 
 import psycopg
 
-from calsync.source.errors import Disposition
+from calsync.errors import Disposition
+
+SENDER_LOCK = 0x6361_6C73_6E74  # pg advisory lock key: "calsnt"
 
 
-def record_retry(
-    conn: psycopg.Connection[Any], operator_id: int, token: int, code: str, message: str, countdown: float
-) -> tuple[dt.datetime, int] | None:
-    """Keep the lease (the retry continues the chain) and note the error.
-
-    Returns (failing_since, attempts), or None when the lease is no longer ours.
-    """
-    row = conn.execute(
-        """
-        UPDATE sync_state SET status = 'retrying', attempts = attempts + 1,
-               failing_since = COALESCE(failing_since, now()), last_error_code = %(code)s,
-               last_error_message = %(msg)s,
-               lease_expires_at = now() + make_interval(secs => %(hold)s), updated_at = now()
-         WHERE operator_id = %(op)s AND lease_token = %(token)s
-        RETURNING failing_since, attempts
-        """,
-        {"code": code, "msg": message[:2000], "hold": countdown + 300.0, "op": operator_id, "token": token},
-    ).fetchone()
-    return (row["failing_since"], int(row["attempts"])) if row else None
-
-
-def mark_failed(
-    conn: psycopg.Connection[Any],
-    operator_id: int,
-    token: int | None,
-    code: str,
-    message: str,
-    recheck_minutes: float,
-) -> bool:
-    """Give up for now: release the lease, keep the mirror, look again after `recheck_minutes`.
-
-    Returns False when the lease was no longer ours (nothing changed).
-    """
-    row = conn.execute(
-        """
-        UPDATE sync_state SET status = 'failed', in_flight = false, lease_expires_at = NULL,
-               lease_owner = NULL, attempts = attempts + 1, failing_since = COALESCE(failing_since, now()),
-               last_error_code = %(code)s, last_error_message = %(msg)s,
-               next_poll_at = now() + make_interval(secs => %(secs)s), updated_at = now()
-         WHERE operator_id = %(op)s AND (%(token)s::bigint IS NULL OR lease_token = %(token)s)
-        RETURNING current_run_id
-        """,
-        {"code": code, "msg": message[:2000], "secs": recheck_minutes * 60.0, "op": operator_id, "token": token},
-    ).fetchone()
-    if row is None:
-        return False
-    if row["current_run_id"] is not None:
-        conn.execute(
-            "UPDATE sync_runs SET status = 'failed', finished_at = now(), error_code = %s, error_message = %s "
-            "WHERE id = %s",
-            (code, message[:2000], row["current_run_id"]),
-        )
-    conn.execute("UPDATE sync_state SET current_run_id = NULL WHERE operator_id = %s", (operator_id,))
-    return True
+def lock_sender(conn: psycopg.Connection[Any]) -> None:
+    """One notification sender at a time: two never split or duplicate a digest."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SENDER_LOCK,))
 
 
 def open_episode(

@@ -1,10 +1,9 @@
-"""Operators and the sync_state side effects of switching their Calendar Sync flag.
+"""Operators: their address, name and Calendar Sync flag, one by one or imported in bulk.
 
-The flag lives on `operators`, but what workers act on is `sync_state`: a disabled operator
-must stop being polled at once (status 'disabled', not in flight, lease cleared so a batch
-task still running fails its fencing check instead of writing after the disable), and a
-re-enabled one must become due again. Every function here runs on the caller's connection
-and does not commit, so the CLI keeps one command = one transaction.
+The flag lives on `operators`, but what workers act on is `sync_state`; every switch of the
+flag, purge or new address is handed to calsync.store.lifecycle (disable: stop being polled
+at once, lease revoked; enable: due again). Every function here runs on the caller's
+connection and does not commit, so the CLI keeps one command = one transaction.
 
 Re-enabling: an operator that never completed a sync, or whose sync state was purged,
 goes to 'not_synced' (a first full sync follows); one that has a usable EWS sync state goes
@@ -23,8 +22,7 @@ import psycopg
 from psycopg import sql
 
 from calsync.operators.csv_import import OperatorRow
-
-STATUSES: tuple[str, ...] = ("not_synced", "initial_sync", "active", "retrying", "failed", "disabled")
+from calsync.store import lifecycle, refusals
 
 # Serialises bulk imports: two large imports touching the same rows in different orders
 # would otherwise deadlock. Arbitrary constant, unique to this purpose.
@@ -178,20 +176,7 @@ def update(
         except psycopg.errors.UniqueViolation as exc:  # added by someone else meanwhile
             raise OperatorExists(target_email, target_email) from exc
     if mailbox_changed:
-        conn.execute(
-            """
-            UPDATE sync_state s SET
-                ews_sync_state = NULL,
-                stage = CASE WHEN EXISTS (SELECT 1 FROM appointments a WHERE a.operator_id = s.operator_id)
-                             THEN 'resync' ELSE 'initial' END,
-                generation = generation + 1,
-                status = CASE WHEN s.status = 'disabled' THEN 'disabled' ELSE 'not_synced' END,
-                in_flight = false, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
-                attempts = 0, failing_since = NULL, next_poll_at = now(), updated_at = now()
-            WHERE s.operator_id = %s
-            """,
-            (operator_id,),
-        )
+        lifecycle.new_mailbox(conn, operator_id)
     updated = get(conn, target_email)
     assert updated is not None
     return updated
@@ -213,7 +198,7 @@ def set_source(conn: psycopg.Connection[Any], ids: Sequence[int], source: str | 
     """
     if not ids:
         return 0
-    _lock_states(conn, ids)
+    lifecycle.lock(conn, ids)
     rows = conn.execute(
         """
         UPDATE operators o SET source = %(src)s, updated_at = now()
@@ -224,32 +209,19 @@ def set_source(conn: psycopg.Connection[Any], ids: Sequence[int], source: str | 
         {"src": source, "default": default, "ids": list(ids)},
     ).fetchall()
     switched = [r["id"] for r in rows if r["switched"]]
-    if switched:
-        conn.execute(
-            """
-            UPDATE sync_state s SET
-                ews_sync_state = NULL,
-                stage = CASE WHEN EXISTS (SELECT 1 FROM appointments a WHERE a.operator_id = s.operator_id)
-                             THEN 'resync' ELSE 'initial' END,
-                generation = generation + 1,
-                in_flight = false, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
-                current_run_id = NULL, attempts = 0, failing_since = NULL, next_poll_at = now(), updated_at = now()
-            WHERE s.operator_id = ANY(%s)
-            """,
-            (switched,),
-        )
-        conn.execute("DELETE FROM resync_seen WHERE operator_id = ANY(%s)", (switched,))
+    for operator_id in switched:  # the other API's cursor means nothing: resync, due now
+        lifecycle.new_mailbox(conn, operator_id)
     return len(switched)
 
 
 def set_calendar_sync(conn: psycopg.Connection[Any], ids: Sequence[int], enabled: bool) -> int:
     """Switch the flag for these operators; returns how many operators actually changed."""
-    _lock_states(conn, ids)
+    lifecycle.lock(conn, ids)
     changed = conn.execute(
         "UPDATE operators SET calendar_sync = %s, updated_at = now() WHERE id = ANY(%s) AND calendar_sync <> %s",
         (enabled, list(ids), enabled),
     ).rowcount
-    _reconcile(conn, sql.SQL("s.operator_id = ANY({})").format(sql.Literal(list(ids))))
+    lifecycle.reconcile(conn, ids)
     return changed
 
 
@@ -259,60 +231,11 @@ def purge(conn: psycopg.Connection[Any], ids: Sequence[int]) -> int:
     Attendees go with their appointments (ON DELETE CASCADE). The generation is bumped so
     resync_seen rows of an interrupted full sync cannot count for the next one.
     """
-    _lock_states(conn, ids)
+    lifecycle.lock(conn, ids)
     deleted = conn.execute("DELETE FROM appointments WHERE operator_id = ANY(%s)", (list(ids),)).rowcount
-    conn.execute("DELETE FROM resync_seen WHERE operator_id = ANY(%s)", (list(ids),))
-    conn.execute(
-        "UPDATE sync_state SET ews_sync_state = NULL, stage = 'initial', generation = generation + 1, "
-        "updated_at = now() WHERE operator_id = ANY(%s)",
-        (list(ids),),
-    )
+    refusals.purge(conn, ids)
+    lifecycle.restart_from_scratch(conn, ids)
     return deleted
-
-
-def _lock_states(conn: psycopg.Connection[Any], ids: Sequence[int]) -> None:
-    """Wait for a batch transaction in progress on these operators, in id order (no deadlock)."""
-    conn.execute(
-        "SELECT operator_id FROM sync_state WHERE operator_id = ANY(%s) ORDER BY operator_id FOR UPDATE",
-        (list(ids),),
-    )
-
-
-def _reconcile(conn: psycopg.Connection[Any], where: sql.Composable) -> tuple[int, int]:
-    """Bring sync_state in line with operators.calendar_sync; returns (disabled, enabled).
-
-    Idempotent: rows already consistent are not touched, so importing a file again or
-    disabling twice writes nothing.
-    """
-    disabled = conn.execute(
-        sql.SQL(
-            """
-            UPDATE sync_state s SET status = 'disabled', in_flight = false, lease_token = NULL,
-                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-            FROM operators o
-            WHERE o.id = s.operator_id AND NOT o.calendar_sync
-              AND (s.status <> 'disabled' OR s.in_flight) AND {}
-            """
-        ).format(where)
-    ).rowcount
-    enabled = conn.execute(
-        sql.SQL(
-            """
-            UPDATE sync_state s SET
-                   status = CASE WHEN s.last_success_at IS NULL OR s.ews_sync_state IS NULL
-                                 THEN 'not_synced' ELSE 'active' END,
-                   attempts = 0, failing_since = NULL, next_poll_at = now(), updated_at = now()
-            FROM operators o
-            WHERE o.id = s.operator_id AND o.calendar_sync AND s.status = 'disabled' AND {}
-            """
-        ).format(where)
-    ).rowcount
-    return disabled, enabled
-
-
-_IMPORTED = sql.SQL(
-    "s.operator_id IN (SELECT o2.id FROM operators o2 JOIN operator_import i ON lower(o2.email) = lower(i.email))"
-)
 
 
 def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_run: bool = False) -> ImportResult:
@@ -352,7 +275,13 @@ def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_
         """
     ).fetchone()
     assert counts is not None
-    disabled, enabled = _reconcile(conn, _IMPORTED)
+    imported = [
+        r["id"]
+        for r in conn.execute(
+            "SELECT o.id FROM operators o JOIN operator_import i ON lower(o.email) = lower(i.email) ORDER BY o.id"
+        )
+    ]
+    disabled, enabled = lifecycle.reconcile(conn, imported)
     _import_sources(conn, rows)
     return ImportResult(
         new=counts["new"],

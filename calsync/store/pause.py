@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import psycopg
 
+from calsync.store import lifecycle
+
 PAUSE_MIN_SECONDS = 2.0
 PAUSE_MAX_SECONDS = 900.0
 
@@ -119,30 +121,7 @@ def stand_back(
     conn: psycopg.Connection[Any], operator_id: int, token: int | None, pause: Pause, attempted: bool
 ) -> None:
     """Give the lease back untouched; the operator is due again when the pause ends."""
-    if token is None:
-        return
-    conn.execute(
-        """
-        UPDATE sync_state
-           SET in_flight = false, lease_expires_at = NULL, lease_owner = NULL, next_poll_at = %(until)s,
-               status = CASE WHEN status IN ('failed', 'disabled') THEN status ELSE 'retrying' END,
-               failing_since = COALESCE(failing_since, %(since)s),
-               attempts = attempts + %(tried)s,
-               last_error_code = CASE WHEN status = 'failed' THEN last_error_code ELSE %(code)s END,
-               last_error_message = CASE WHEN status = 'failed' THEN last_error_message ELSE %(msg)s END,
-               updated_at = now()
-         WHERE operator_id = %(op)s AND lease_token = %(token)s
-        """,
-        {
-            "until": pause.until,
-            "since": pause.since,
-            "tried": 1 if attempted else 0,
-            "code": pause.code,
-            "msg": pause.message[:2000],
-            "op": operator_id,
-            "token": token,
-        },
-    )
+    lifecycle.stand_back(conn, operator_id, token, pause.until, pause.since, pause.code, pause.message, attempted)
 
 
 def due_for_alert(conn: psycopg.Connection[Any], timeout_minutes: float) -> bool:
@@ -163,10 +142,7 @@ def due_for_alert(conn: psycopg.Connection[Any], timeout_minutes: float) -> bool
     ).fetchone()
     if row is None:
         return False
-    conn.execute(
-        "UPDATE sync_state SET status = 'failed', updated_at = now() WHERE status = 'retrying' AND last_error_code = %s",
-        (row["code"],),
-    )
+    lifecycle.fail_paused(conn, row["code"])
     return True
 
 
@@ -178,15 +154,7 @@ def clear(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("DELETE FROM global_pause RETURNING code").fetchone()
     if row is None:
         return False
-    conn.execute(
-        """
-        UPDATE sync_state SET next_poll_at = now(), failing_since = NULL, attempts = 0,
-               status = CASE WHEN last_success_at IS NULL THEN 'not_synced' ELSE 'active' END,
-               updated_at = now()
-         WHERE last_error_code = %s AND status IN ('retrying', 'failed') AND NOT in_flight
-        """,
-        (row["code"],),
-    )
+    lifecycle.resume_paused(conn, row["code"])
     episode = conn.execute(
         """
         UPDATE failure_episodes

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-STATUSES = ("not_synced", "initial_sync", "active", "retrying", "failed", "disabled")
+from calsync.store.lifecycle import STATUSES
 
 
-def fleet(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+def by_status(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Operators per status, every status named (zero included)."""
     counts = {s: 0 for s in STATUSES}
     for row in conn.execute("SELECT status, count(*) AS n FROM sync_state GROUP BY status"):
         counts[row["status"]] = int(row["n"])
+    return counts
+
+
+def fleet(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    counts = by_status(conn)
     tick = conn.execute(
         "SELECT slot, dispatched_at, operators FROM dispatch_ticks ORDER BY slot DESC LIMIT 1"
     ).fetchone()
@@ -56,16 +63,23 @@ def operators(
     return out
 
 
-def request_sync(conn: psycopg.Connection[Any], emails: list[str] | None) -> list[tuple[int, str]]:
-    """Make operators due now (all enabled ones when `emails` is None); returns (id, email) of those made due."""
-    rows = conn.execute(
-        """
-        UPDATE sync_state s SET next_poll_at = now(), updated_at = now()
-          FROM operators o
-         WHERE o.id = s.operator_id AND o.calendar_sync
-           AND (%(emails)s::text[] IS NULL OR lower(o.email) = ANY(%(emails)s))
-        RETURNING o.id, o.email
-        """,
-        {"emails": [e.lower() for e in emails] if emails else None},
-    ).fetchall()
-    return [(r["id"], r["email"]) for r in rows]
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """What the metrics exporter reads at scrape time (calsync.metrics.StatusCollector)."""
+
+    by_status: dict[str, int]
+    pause_code: str | None
+    open_operator_episodes: int
+    open_global_episodes: int
+
+
+def gauges(conn: psycopg.Connection[Any]) -> Gauges:
+    counts = by_status(conn)
+    pause = conn.execute("SELECT code FROM global_pause").fetchone()
+    eps = conn.execute(
+        "SELECT count(*) FILTER (WHERE operator_id IS NOT NULL) AS op, "
+        "count(*) FILTER (WHERE operator_id IS NULL) AS glob "
+        "FROM failure_episodes WHERE recovered_at IS NULL"
+    ).fetchone()
+    assert eps is not None
+    return Gauges(counts, pause["code"] if pause else None, int(eps["op"]), int(eps["glob"]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from calsync.sync.model import Appointment, BatchPlan, ChangeKind, ChangeRef, Window
+from calsync.sync.model import Appointment, BatchPlan, ChangeKind, ChangeRef, RefusedItem, Window
 from calsync.sync.occurrences import exceptions_to_fetch, expand_series, series_in_window
 from calsync.sync.privacy import withhold_private_details
 
@@ -65,6 +65,7 @@ def plan_batch(
     known: Mapping[str, str],
     window: Window,
     exceptions: Mapping[str, Appointment] | None = None,
+    refused: Mapping[str, RefusedItem] | None = None,
 ) -> BatchPlan:
     """Turn a page and the items fetched for it into upserts and deletes.
 
@@ -76,6 +77,9 @@ def plan_batch(
 
     Every upserted item comes with the complete set of its occurrence rows (none for a single),
     so a changed pattern, end or "this and following" split leaves no stale occurrence behind.
+
+    An item the source refused (`refused`) is set aside: the mirror keeps what it had of it,
+    and the plan lists the refusal; every other item of the page settles an earlier refusal.
     """
     plan = BatchPlan()
     last: dict[str, ChangeRef] = {}
@@ -83,6 +87,11 @@ def plan_batch(
         last.pop(ref.item_id, None)
         last[ref.item_id] = ref
     for item_id, ref in last.items():
+        refusal = (refused or {}).get(item_id)
+        if refusal is not None and ref.kind is not ChangeKind.DELETE:
+            plan.refused.append(refusal)
+        else:
+            plan.settled.append(item_id)
         if ref.kind is ChangeKind.DELETE:
             if item_id in known:
                 plan.deletes.append(item_id)

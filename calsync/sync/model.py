@@ -82,6 +82,17 @@ class Appointment:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedItem:
+    """An item the source could not turn into an Appointment: set aside with a catalogue code,
+    so that one unreadable item never blocks the rest of its mailbox."""
+
+    item_id: str
+    change_key: str | None
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeRef:
     """One entry of a SyncFolderItems page: what changed, not yet the item itself.
 
@@ -139,3 +150,7 @@ class BatchPlan:
     seen: list[str] = field(default_factory=list)  # item ids Exchange still has (full syncs)
     unchanged: int = 0
     skipped: int = 0  # outside the window and not in the mirror
+    # Items whose latest version the source refused (the mirror keeps what it had of them),
+    # and the page's other item ids, whose earlier refusal (if any) is over.
+    refused: list[RefusedItem] = field(default_factory=list)
+    settled: list[str] = field(default_factory=list)

@@ -1,167 +1,27 @@
-"""The task base class: per-process adapters built from settings, and retry arithmetic.
+"""The task base class: what every calsync task shares, and nothing domain-specific.
 
-Like Warehouse's task base, it owns what every task needs and nothing domain-specific:
-the Calendar source (rebuilt when the Exchange settings change), the Redis client, and the
-back-off policy. Tasks receive ids and lease tokens only; never credentials.
+Like Warehouse's task base it owns the cross-cutting rules: tasks are acknowledged late and
+come back when their worker dies (every task is idempotent, fenced by lease tokens), and an
+outage of Postgres or Redis inside a task is retried here, once for all tasks, with
+Celery's exponential back-off under the same arguments.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import random
 import socket
-import threading
-import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
-import redis
 from celery import Task
 
-from calsync.config import ConfigError, env
-from calsync.settings import SyncSettings
-from calsync.source.errors import Disposition, SourceError
-from calsync.source.ews.connection import EwsEndpoint
-from calsync.source.ews.source import EwsSource
-from calsync.source.graph.auth import TokenProvider
-from calsync.source.graph.client import GraphClient
-from calsync.source.graph.source import GraphSource
-from calsync.source.graph.throttled import GraphThrottledSource
-from calsync.source.routed import RoutedSource
-from calsync.source.throttled import ThrottledSource
-from calsync.store import operators as operators_store
-from calsync.store import settings as settings_store
-from calsync.store.db import transaction
-from calsync.throttle import AccountThrottle
+from calsync import metrics
+from calsync.errors import Disposition
+from calsync.runner.backoff import backoff_seconds
+from calsync.runner.outage import outage_code
 
-MAX_RETRY_COUNTDOWN = 900.0  # below the broker's visibility timeout (celeryconfig)
-SETTINGS_TTL = 5.0
-
-_lock = threading.Lock()
-_state: dict[str, Any] = {}
-
-
-def reset_process_state() -> None:
-    with _lock:
-        _state.clear()
-
-
-def redis_client() -> redis.Redis:
-    with _lock:
-        client = _state.get("redis")
-        if client is None or _state.get("redis_pid") != os.getpid():
-            client = redis.Redis.from_url(
-                env().lock_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-            )
-            _state["redis"], _state["redis_pid"] = client, os.getpid()
-        return client
-
-
-def broker_client() -> redis.Redis:
-    """A plain Redis client on the broker, for pipelined publishing (calsync.tasks.publish)."""
-    with _lock:
-        client = _state.get("broker")
-        if client is None or _state.get("broker_pid") != os.getpid():
-            client = redis.Redis.from_url(env().broker, socket_timeout=10, socket_connect_timeout=5)
-            _state["broker"], _state["broker_pid"] = client, os.getpid()
-        return client
-
-
-def current_settings() -> SyncSettings:
-    """Settings from Postgres, cached a few seconds per process (they change rarely)."""
-    now = time.monotonic()
-    with _lock:
-        cached = _state.get("settings")
-        if cached and now - cached[1] < SETTINGS_TTL:
-            return cached[0]
-    with transaction() as conn:
-        settings = settings_store.load(conn)
-    with _lock:
-        _state["settings"] = (settings, now)
-    return settings
-
-
-def service_account() -> tuple[str, str]:
-    cfg = env()
-    password = cfg.ews_password_value()
-    if not cfg.ews_username or password is None:
-        raise ConfigError(
-            "CALSYNC_EWS_USERNAME and CALSYNC_EWS_PASSWORD (or CALSYNC_EWS_PASSWORD_FILE) must name the "
-            "Exchange service account with the ApplicationImpersonation role"
-        )
-    return cfg.ews_username, password
-
-
-def _ews_source(settings: SyncSettings) -> ThrottledSource:
-    user, password = service_account()
-    endpoint = EwsEndpoint(
-        url=settings.exchange_url,
-        version=settings.exchange_version.value,
-        username=user,
-        password=password,
-        max_connections=settings.ews_max_concurrency,
-    )
-    return ThrottledSource(EwsSource(endpoint), AccountThrottle(redis_client(), user, settings.ews_max_concurrency))
-
-
-def _graph_source(settings: SyncSettings) -> GraphThrottledSource:
-    if not settings.graph_tenant_id or not settings.graph_client_id:
-        raise SourceError(
-            "GraphNotConfigured",
-            Disposition.OPERATOR,
-            "this operator's source is graph but graph_tenant_id or graph_client_id is not set; "
-            "`calsync settings set graph_tenant_id ...` and `... graph_client_id ...`",
-        )
-    tokens = TokenProvider(
-        settings.graph_authority_url,
-        settings.graph_tenant_id,
-        settings.graph_client_id,
-        lambda: env().graph_credential(),
-        settings.graph_base_url,
-    )
-    client = GraphClient(settings.graph_base_url, tokens, pool=settings.graph_max_concurrency)
-    source = GraphSource(client, settings.past_window_days, settings.future_horizon_days)
-    app_key = f"{settings.graph_tenant_id}:{settings.graph_client_id}"
-    return GraphThrottledSource(source, redis_client(), app_key, settings.graph_max_concurrency)
-
-
-def operator_sources() -> dict[str, str]:
-    """Operators whose source differs from the setting (lower-cased email -> source), cached briefly."""
-    now = time.monotonic()
-    with _lock:
-        cached = _state.get("operator_sources")
-        if cached and now - cached[1] < SETTINGS_TTL and _state.get("operator_sources_pid") == os.getpid():
-            return dict(cached[0])
-    with transaction() as conn:
-        overrides = operators_store.source_overrides(conn)
-    with _lock:
-        _state["operator_sources"], _state["operator_sources_pid"] = (overrides, now), os.getpid()
-    return overrides
-
-
-def source_for(settings: SyncSettings) -> RoutedSource:
-    """The port for every operator: EWS or Graph per operator (its override, else the `source` setting)."""
-    credential = env().graph_credential() if settings.graph_client_id else None
-    key = (settings.model_dump_json(), service_account() if env().ews_username else None, repr(credential))
-    with _lock:
-        cached = _state.get("source")
-        if cached and cached[0] == key and _state.get("source_pid") == os.getpid():
-            return cached[1]
-    default = settings.source.value
-
-    def kind_of(mailbox: str) -> str:
-        return operator_sources().get(mailbox.lower(), default)
-
-    source = RoutedSource(kind_of, {"ews": lambda: _ews_source(settings), "graph": lambda: _graph_source(settings)})
-    with _lock:
-        _state["source"], _state["source_pid"] = (key, source), os.getpid()
-    return source
-
-
-def backoff_seconds(attempts: int, server_hint: float | None) -> float:
-    """Exponential back-off with full jitter, never sooner than the server asked."""
-    base = min(MAX_RETRY_COUNTDOWN, 5.0 * (2 ** min(attempts, 10)))
-    wait = random.uniform(base / 2, base)
-    return min(MAX_RETRY_COUNTDOWN, max(wait, server_hint or 0.0))
+log = logging.getLogger(__name__)
 
 
 class CalsyncTask(Task):
@@ -172,3 +32,12 @@ class CalsyncTask(Task):
     @property
     def owner(self) -> str:
         return f"{socket.gethostname()}:{os.getpid()}:{self.request.id}"
+
+    def retry_outage(self, exc: BaseException, args: Sequence[Any], what: str) -> NoReturn:
+        """Postgres or Redis is down for everyone: run this task again later, same arguments."""
+        code = outage_code(exc)
+        metrics.SYNC_ERRORS.labels(code, Disposition.TRANSIENT.value).inc()
+        countdown = backoff_seconds(self.request.retries, None)
+        metrics.BACKOFF.labels("backoff").observe(countdown)
+        log.warning("%s: %s (%s); retrying in %.0fs", what, code, type(exc).__name__, countdown)
+        raise self.retry(args=tuple(args), countdown=countdown, exc=exc) from exc

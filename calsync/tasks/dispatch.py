@@ -7,12 +7,14 @@ import logging
 import math
 from collections.abc import Sequence
 
-from beat.schedule import DISPATCH_TICK_SECONDS
 from calsync.celery import app
 from calsync.config import env
-from calsync.store import dispatch, pause
+from calsync.runtime import broker_client, current_settings
+from calsync.schedule import DISPATCH_TICK_SECONDS
+from calsync.store import dispatch, lifecycle, pause
 from calsync.store.db import transaction
-from calsync.tasks.base import CalsyncTask, broker_client, current_settings
+from calsync.tasks import names
+from calsync.tasks.base import CalsyncTask
 from calsync.tasks.poll import poll_chunk  # noqa: F401  (registers the task the chunks run)
 from calsync.tasks.publish import publish_first_batches, publish_poll_chunks
 from calsync.tasks.sync import sync_batch  # noqa: F401  (registers the task the chains run)
@@ -38,7 +40,7 @@ def chunked(claims: Sequence[tuple[int, int]], size: int, min_chunks: int = MIN_
     return [list(claims[i : i + n]) for i in range(0, len(claims), n)]
 
 
-def enqueue_chains(claimed: Sequence[dispatch.Claim]) -> None:
+def enqueue_chains(claimed: Sequence[lifecycle.Claim]) -> None:
     """Start what each claim needs: a chunk of quiet polls, or the first batch of a chain."""
     quiet = [(c.operator_id, c.token) for c in claimed if c.quiet]
     single = [(c.operator_id, c.token) for c in claimed if not c.quiet]
@@ -49,7 +51,7 @@ def enqueue_chains(claimed: Sequence[dispatch.Claim]) -> None:
         publish_first_batches(app, client, single)
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.dispatch", acks_late=False)
+@app.task(bind=True, base=CalsyncTask, name=names.DISPATCH, acks_late=False)
 def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, object]:
     """Claim every operator that is due and start its chain; a slot is dispatched once."""
     now = dt.datetime.now(dt.UTC)
@@ -64,7 +66,7 @@ def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, objec
             # probe it themselves (calsync.store.pause); claiming would only churn leases.
             dispatch.record_tick(conn, tick, 0)
             return {"slot": tick.isoformat(), "paused": True}
-        claimed = dispatch.claim_due(
+        claimed = lifecycle.claim_due(
             conn,
             slack_seconds=min(30.0, interval * 0.1),
             lease_seconds=env().lease_seconds,

@@ -14,6 +14,7 @@ from calsync.celery import app
 from calsync.horizon import roll_operator
 from calsync.store import appointments
 from calsync.store.db import transaction
+from calsync.tasks import names
 from calsync.tasks.base import CalsyncTask
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 CHUNK = 200  # operators per task: a few seconds of work, far below the time limit
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.roll_horizon")
+@app.task(bind=True, base=CalsyncTask, name=names.ROLL_HORIZON)
 def roll_horizon_task(self: CalsyncTask) -> dict[str, int]:
     with transaction() as conn:
         operator_ids = appointments.operators_with_series(conn)
@@ -33,7 +34,7 @@ def roll_horizon_task(self: CalsyncTask) -> dict[str, int]:
     return {"operators": len(operator_ids)}
 
 
-@app.task(bind=True, base=CalsyncTask, name="calsync.roll_horizon_chunk")
+@app.task(bind=True, base=CalsyncTask, name=names.ROLL_HORIZON_CHUNK)
 def roll_horizon_chunk(self: CalsyncTask, operator_ids: list[int]) -> dict[str, int]:
     series = added = 0
     for operator_id in operator_ids:

@@ -20,14 +20,15 @@ from calsync import metrics
 from calsync.celery import app
 from calsync.config import env
 from calsync.notify.email import compose_failures, compose_recoveries, send, smtp_config
+from calsync.runtime import redis_client
 from calsync.store import failures, pause
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
-from calsync.tasks.base import CalsyncTask, redis_client
+from calsync.tasks import names
+from calsync.tasks.base import CalsyncTask
 
 log = logging.getLogger(__name__)
 
-SENDER_LOCK = 0x6361_6C73_6E74  # pg advisory lock key: "calsnt"
 SCHEDULE_KEY = "calsync:notify:scheduled"
 
 
@@ -67,7 +68,7 @@ def send_pending() -> dict[str, int]:
     sent = {"failures": 0, "recoveries": 0}
     for kind in ("failure", "recovery"):
         with transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SENDER_LOCK,))
+            failures.lock_sender(conn)
             if kind == "failure":
                 pause.due_for_alert(conn, settings.notification_frequency_minutes)
             owed_failures, owed_recoveries = failures.lock_pending(conn)
@@ -101,7 +102,7 @@ def send_pending() -> dict[str, int]:
 @app.task(
     bind=True,
     base=CalsyncTask,
-    name="calsync.notify.send_pending",
+    name=names.NOTIFY_SEND_PENDING,
     autoretry_for=(smtplib.SMTPException, OSError),
     retry_backoff=30,
     retry_backoff_max=900,

@@ -5,7 +5,9 @@ events), which makes a tick of 100,000 operators take close to a minute. Every m
 tick differs only in its task id and arguments, so one message is built by Celery itself as
 a template and the rest are produced from it and pushed through one Redis pipeline per
 chunk, exactly as kombu's Redis transport stores them (tests/unit/test_publish.py compares
-the two formats so a kombu upgrade that changes it fails loudly).
+the two formats so a kombu upgrade that changes it fails loudly). The queue comes from Celery's
+own router, the one apply_async asks, so a change of task_routes moves both paths
+(tests/unit/test_routing.py).
 """
 
 from __future__ import annotations
@@ -19,13 +21,21 @@ from typing import Any
 import redis
 from kombu.utils.uuid import uuid
 
-SYNC_QUEUE = "sync"
-TASK_NAME = "calsync.sync_batch"
-CHUNK_TASK_NAME = "calsync.poll_chunk"
+from calsync.tasks import names
+
+TASK_NAME = names.SYNC_BATCH
+CHUNK_TASK_NAME = names.POLL_CHUNK
+
+
+def queue_for(app: Any, task_name: str) -> str:
+    """The queue Celery routes `task_name` to (task_routes, else task_default_queue)."""
+    queue = app.amqp.router.route({}, task_name, (), {})["queue"]
+    return str(getattr(queue, "name", queue))
 
 
 def build_template(app: Any, task_name: str = TASK_NAME) -> dict[str, Any]:
-    """A complete kombu message for `task_name` (on the sync queue), made by Celery's own code."""
+    """A complete kombu message for `task_name` (on its routed queue), made by Celery's own code."""
+    queue = queue_for(app, task_name)
     task_id = uuid()
     msg = app.amqp.as_task_v2(
         task_id, task_name, args=(0, 0), kwargs={}, ignore_result=True,
@@ -34,7 +44,7 @@ def build_template(app: Any, task_name: str = TASK_NAME) -> dict[str, Any]:
     headers, properties, body = msg.headers, dict(msg.properties), msg.body
     properties.update(
         delivery_mode=2,
-        delivery_info={"exchange": "", "routing_key": SYNC_QUEUE},
+        delivery_info={"exchange": "", "routing_key": queue},
         priority=0,
         body_encoding="base64",
         delivery_tag=uuid(),
@@ -46,6 +56,7 @@ def build_template(app: Any, task_name: str = TASK_NAME) -> dict[str, Any]:
         "headers": headers,
         "properties": properties,
         "_embed": body[2],
+        "_queue": queue,
     }
 
 
@@ -57,6 +68,7 @@ def render(template: dict[str, Any], args: Sequence[Any]) -> str:
     task_id = uuid()
     msg = copy.copy(template)
     embed = msg.pop("_embed")
+    msg.pop("_queue", None)
     msg["body"] = _encode_body([list(args), {}, embed])
     headers = dict(template["headers"])
     headers.update(id=task_id, root_id=task_id, argsrepr=repr(tuple(args)))
@@ -80,8 +92,9 @@ def publish_poll_chunks(
 
 
 def _publish(client: redis.Redis, template: dict[str, Any], args: Sequence[Sequence[Any]], chunk: int) -> None:
+    queue = template["_queue"]
     for i in range(0, len(args), chunk):
         pipe = client.pipeline(transaction=False)
         for a in args[i : i + chunk]:
-            pipe.lpush(SYNC_QUEUE, render(template, a))
+            pipe.lpush(queue, render(template, a))
         pipe.execute()

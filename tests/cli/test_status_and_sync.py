@@ -55,20 +55,20 @@ def simulator() -> Iterator[SimulatorServer]:
 
 
 def test_disable_stops_polling_at_the_next_tick(db: Any, run: Run) -> None:
-    from calsync.store import dispatch
+    from calsync.store import lifecycle
 
     keep = _operator(db, "keep@example.com", "active")
     stop = _operator(db, "stop@example.com", "active")
     assert run("operators", "disable", "stop@example.com").returncode == 0
     with db.transaction():
-        claimed = {c.operator_id for c in dispatch.claim_due(db, slack_seconds=0, lease_seconds=60, limit=100)}
+        claimed = {c.operator_id for c in lifecycle.claim_due(db, slack_seconds=0, lease_seconds=60, limit=100)}
     assert keep in claimed and stop not in claimed
     row = db.execute("SELECT status, in_flight FROM sync_state WHERE operator_id = %s", (stop,)).fetchone()
     assert row == {"status": "disabled", "in_flight": False}
 
 
 def test_settings_take_effect_on_the_next_batch(db: Any, run: Run, simulator: SimulatorServer) -> None:
-    from calsync.runner import run_batch
+    from calsync.runner.batch import run_batch
     from calsync.source.ews.connection import EwsEndpoint
     from calsync.source.ews.source import EwsSource
 

@@ -226,7 +226,7 @@ def celery_help(sub: str, args: list[str]) -> str:
 
 
 def test_celery_commands_load_the_app_and_accept_their_options(services: dict[str, dict[str, Any]]) -> None:
-    import celeryconfig
+    from calsync import celeryconfig
 
     found = all_commands(services, "celery")
     roles = {name: cmd[3] for name, cmd in found}
@@ -252,7 +252,7 @@ def test_celery_commands_load_the_app_and_accept_their_options(services: dict[st
 
 
 def test_two_beats_and_redbeat_leads_one() -> None:
-    import celeryconfig
+    from calsync import celeryconfig
 
     assert celeryconfig.beat_scheduler == "redbeat.RedBeatScheduler"
     assert celeryconfig.redbeat_lock_timeout == 30, "docs/operations.md states a 30 s failover"

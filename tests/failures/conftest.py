@@ -21,12 +21,11 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from calsync import celery_procs
+from calsync import celery_procs, runtime
 from calsync.config import env
 from calsync.simulator import Simulator, SimulatorServer, generate
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
-from calsync.tasks import base
 
 RECIPIENTS = "ops@example.com; crm-admin@example.com"
 DIGEST_SECONDS = "1"
@@ -162,10 +161,10 @@ def service_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("CALSYNC_EWS_PASSWORD", "Simulat0r!")
     monkeypatch.setenv("CALSYNC_NOTIFY_DIGEST_SECONDS", DIGEST_SECONDS)
     env.cache_clear()
-    base.reset_process_state()
+    runtime.reset_process_state()
     yield
     env.cache_clear()
-    base.reset_process_state()
+    runtime.reset_process_state()
 
 
 def configure(ews_url: str, **values: Any) -> None:
@@ -179,7 +178,7 @@ def configure(ews_url: str, **values: Any) -> None:
     with transaction() as conn:
         for key, value in defaults.items():
             settings_store.set_value(conn, key, value)
-    base.reset_process_state()
+    runtime.reset_process_state()
 
 
 def add_operators(db: psycopg.Connection[Any], emails: list[str]) -> list[int]:

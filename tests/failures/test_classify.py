@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from calsync.config import ConfigError
+from calsync.errors import Disposition, SourceError
 from calsync.simulator import Simulator, SimulatorServer, generate
-from calsync.source.errors import Disposition, SourceError
 from calsync.source.ews.connection import EwsEndpoint, VerifyingAdapter, check_ca_bundle
 from calsync.source.ews.errors import parse_retry_after
 from calsync.source.ews.source import EwsSource

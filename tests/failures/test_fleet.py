@@ -20,7 +20,7 @@ import redis
 from prometheus_client import CollectorRegistry, multiprocess
 
 from calsync.simulator import SimulatorServer, generate, mailbox_email
-from calsync.store import dispatch
+from calsync.store import lifecycle
 from calsync.store.db import transaction
 from calsync.tasks.dispatch import enqueue_chains
 from calsync.tasks.sync import global_pause_active
@@ -36,7 +36,7 @@ def tick() -> int:
     if global_pause_active():
         return 0
     with transaction() as conn:
-        claimed = dispatch.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=100_000)
+        claimed = lifecycle.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=100_000)
     enqueue_chains(claimed)
     return len(claimed)
 

@@ -16,13 +16,14 @@ import psycopg
 import pytest
 import redis
 
-from calsync.runner import run_batch
+from calsync.runner import chunk as chunk_runner
+from calsync.runner.batch import run_batch
+from calsync.runner.chunk import ChunkOutcome
+from calsync.runtime import current_settings, reset_process_state, source_for
 from calsync.simulator import Simulator, SimulatorServer, generate, mailbox_email
-from calsync.store import dispatch
+from calsync.store import lifecycle
 from calsync.store.db import transaction
-from calsync.tasks.base import current_settings, reset_process_state, source_for
 from calsync.tasks.dispatch import chunked, enqueue_chains
-from calsync.tasks.poll import run_chunk
 from tests.integration.conftest import sync_to_end
 from tests.integration.truth import expected_rows, mirror_rows
 
@@ -55,9 +56,15 @@ def in_sync(db: psycopg.Connection[Any], serve: Callable[..., SimulatorServer], 
     return sim, log, {i: op for i, op in enumerate(ops, start=1)}
 
 
+def run_chunk(claims: list[tuple[int, int]], owner: str) -> ChunkOutcome:
+    """The chunk as the task runs it, with this process's settings and source (no Celery)."""
+    settings = current_settings()
+    return chunk_runner.run_chunk(claims, owner, settings, source_for(settings))
+
+
 def claim(db: psycopg.Connection[Any]) -> list[tuple[int, int]]:
     with transaction() as conn:
-        claims = dispatch.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=1000)
+        claims = lifecycle.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=1000)
     assert claims and all(c.quiet for c in claims), "operators in sync and healthy go into chunks"
     return sorted((c.operator_id, c.token) for c in claims)
 
@@ -186,26 +193,30 @@ def test_a_sync_state_exchange_no_longer_knows_starts_a_resync(
 def test_an_unexpected_error_in_one_operators_batch_does_not_stall_its_chunk(
     db: psycopg.Connection[Any], serve: Callable[..., SimulatorServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from calsync.tasks import poll
+    """A bug met in one mailbox is classified (UnexpectedError), recorded and retried like a
+    transient failure; the others of the chunk go on. (Before issue 13 it was swallowed and
+    left to the lease's expiry, with no code anywhere.)"""
+    from calsync.runner import step as step_module
 
     sim, _, ops = in_sync(db, serve)
     for i in (2, 3):
         sim.create_item(mailbox_email(i), NEW_ITEM)
-    real = poll.run_step
+    real = step_module.run_batch
 
-    def bug_in_mailbox_2(op: int, *args: Any, **kwargs: Any) -> Any:
+    def bug_in_mailbox_2(source: Any, op: int, *args: Any, **kwargs: Any) -> Any:
         if op == ops[2]:
             raise KeyError("a bug that only this mailbox's data reaches")
-        return real(op, *args, **kwargs)
+        return real(source, op, *args, **kwargs)
 
-    monkeypatch.setattr(poll, "run_step", bug_in_mailbox_2)
+    monkeypatch.setattr(step_module, "run_batch", bug_in_mailbox_2)
 
     out = run_chunk(claim(db), "test")
 
-    assert out.crashed == [ops[2]]
-    assert [(op, step.outcome) for op, step in out.steps] == [(ops[3], "done")]
+    assert [(op, step.outcome) for op, step in out.steps] == [(ops[2], "retry"), (ops[3], "done")]
     assert out.quiet == MAILBOXES - 2 and out.deferred == []
-    assert state(db, ops[2])["in_flight"] is True, "left to its lease, as a crashed chain task is"
+    failing = state(db, ops[2])
+    assert failing["last_error_code"] == "UnexpectedError" and failing["status"] == "retrying"
+    assert failing["in_flight"] is True, "the lease is kept for the retry the task enqueues"
     assert NEW_ITEM["subject"] in {r["subject"] for r in db.execute(
         "SELECT subject FROM appointments WHERE operator_id = %s", (ops[3],)
     ).fetchall()}  # fmt: skip
@@ -263,7 +274,7 @@ def test_an_operator_claimed_again_is_left_to_its_new_lease(
     # The chunk sat in the queue past the lease: the dispatcher handed operator 1 out again.
     db.execute("UPDATE sync_state SET lease_expires_at = now() - interval '1 second' WHERE operator_id = %s", (ops[1],))
     with transaction() as conn:
-        [again] = dispatch.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=10)
+        [again] = lifecycle.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=10)
     assert again.operator_id == ops[1]
     t0 = time.time()
 
@@ -311,7 +322,7 @@ def test_workers_run_the_dispatchers_chunks(
     sim.create_item(mailbox_email(7), NEW_ITEM)
     purge_queues()
     with transaction() as conn:
-        claims = dispatch.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=1000)
+        claims = lifecycle.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=1000)
     enqueue_chains(claims)
     assert clean_redis.llen("sync") == len(chunked(claims, 25)) < n, "one message per chunk, not per operator"
     workers = fleet(2, 4)

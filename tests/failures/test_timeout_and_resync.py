@@ -13,9 +13,10 @@ import psycopg
 import pytest
 
 from calsync.notify.catalogue import CATALOGUE
+from calsync.runner.step import Step, enter, run_step
+from calsync.runtime import current_settings, source_for
 from calsync.simulator import Simulator, SimulatorServer, generate, mailbox_email
 from calsync.tasks.notify import send_pending
-from calsync.tasks.sync import Step, run_step
 
 from .conftest import Smtp, add_operators, configure
 
@@ -36,11 +37,17 @@ def lease(db: psycopg.Connection[Any], op: int) -> int:
     return int(row["lease_token"])
 
 
+def step_once(op: int, token: int | None) -> Step:
+    """One chain step as the task runs it: the pause gate, then the batch (no Celery)."""
+    settings = current_settings()
+    return run_step(enter(settings, source_for(settings), "test", op, token), op, token)
+
+
 def drive(db: psycopg.Connection[Any], op: int, token: int | None = None) -> Step:
     """Run a chain like the task does, until it ends, fails, waits or must retry."""
     token = lease(db, op) if token is None else token
     for _ in range(1000):
-        step = run_step(op, token, "test")
+        step = step_once(op, token)
         if step.next_token is None:
             return step
         token = step.next_token
@@ -82,7 +89,7 @@ def test_failing_past_the_timeout_one_email_each_then_recovery(
 
     # The first failure was two minutes ago: the timeout (1 minute) has passed.
     db.execute("UPDATE sync_state SET failing_since = now() - interval '2 minutes' WHERE operator_id = %s", (failing,))
-    step = run_step(failing, step.retry_token, "test")
+    step = step_once(failing, step.retry_token)
     assert step.outcome == "failed"
     st = state(db, failing)
     assert (st["status"], st["last_error_code"], st["in_flight"]) == ("failed", "HttpUnavailable", False)
@@ -123,9 +130,9 @@ def test_blip_healing_before_the_timeout_sends_nothing(
     sim.add_fault({"kind": "server_busy_fault", "back_off_ms": 1, "count": 1, "mailbox": mailbox_email(2)})
     step = drive(db, op)
     assert step.outcome == "retry" and state(db, op)["status"] == "retrying"
-    step = run_step(op, step.retry_token, "test")
+    step = step_once(op, step.retry_token)
     while step.next_token is not None:
-        step = run_step(op, step.next_token, "test")
+        step = step_once(op, step.next_token)
     assert step.outcome == "done" and state(db, op)["status"] == "active"
     assert send_pending() == {"failures": 0, "recoveries": 0}
     assert smtp.mails == []

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from calsync.runner import BatchOutcome, run_batch
+from calsync.runner.batch import BatchOutcome, run_batch
 from calsync.simulator import Simulator, SimulatorServer, generate
 from calsync.simulator.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT
 from calsync.source.ews.connection import EwsEndpoint

@@ -19,13 +19,13 @@ import pytest
 import redis
 
 from calsync import celery_procs
+from calsync import runtime as base
 from calsync.config import env
 from calsync.simulator import Simulator, SimulatorServer, generate, mailbox_email
 from calsync.simulator.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT
-from calsync.store import dispatch
+from calsync.store import lifecycle
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
-from calsync.tasks import base
 from calsync.tasks.dispatch import enqueue_chains
 from calsync.tasks.sync import global_pause_active
 from tests.failures.conftest import (  # noqa: F401  (fixtures)
@@ -137,7 +137,7 @@ def tick() -> int:
     if global_pause_active():
         return 0
     with transaction() as conn:
-        claimed = dispatch.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=100_000)
+        claimed = lifecycle.claim_due(conn, slack_seconds=0.0, lease_seconds=600.0, limit=100_000)
     enqueue_chains(claimed)
     return len(claimed)
 

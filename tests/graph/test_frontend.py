@@ -12,10 +12,10 @@ import psycopg
 import pytest
 import requests
 
+from calsync.errors import SourceError
 from calsync.simulator import Simulator, SimulatorServer
 from calsync.simulator.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT
 from calsync.simulator.mailbox import occurrence_id
-from calsync.source.errors import SourceError
 from calsync.source.graph.auth import TokenProvider
 from calsync.source.graph.client import GraphClient
 from calsync.source.graph.source import GraphSource

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
+from calsync.errors import Disposition, InvalidCursor
 from calsync.notify.catalogue import CATALOGUE
 from calsync.operators.csv_import import parse_operators_csv
 from calsync.settings import SettingError, SyncSettings, validate_one
-from calsync.source.errors import Disposition, InvalidCursor
 from calsync.source.graph import auth, convert, errors
 from calsync.source.graph.source import Cursor, GraphSource, WindowRolled
 from calsync.source.routed import RoutedSource

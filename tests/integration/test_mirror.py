@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from calsync.runner import run_batch
+from calsync.runner.batch import run_batch
 from calsync.simulator import Simulator
 from calsync.source.ews.source import EwsSource
 from tests.conftest import CALSYNC
@@ -204,7 +204,7 @@ def test_truncated_answer_is_refused_and_nothing_is_lost(
     db: psycopg.Connection[Any], sim: Simulator, source: EwsSource, configure: Callable[..., None],
     add_operator: Callable[[str], int],
 ) -> None:  # fmt: skip
-    from calsync.runner import BatchFailed
+    from calsync.runner.batch import BatchFailed
 
     configure(batch_size=100)
     email = mailbox(sim)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from calsync.runner import BatchOutcome, run_batch
+from calsync.runner.batch import BatchOutcome, run_batch
 from calsync.simulator import Simulator, SimulatorServer
 from calsync.source.ews.connection import EwsEndpoint
 from calsync.source.ews.source import EwsSource

@@ -24,9 +24,12 @@ def _stable(msg: dict[str, Any]) -> dict[str, Any]:
 
 def test_fast_path_message_equals_celerys_own(clean_redis: Any) -> None:
     from calsync.celery import app
-    from calsync.tasks.base import broker_client
-    from calsync.tasks.publish import SYNC_QUEUE, publish_first_batches
+    from calsync.runtime import broker_client
+    from calsync.tasks.publish import TASK_NAME, publish_first_batches, queue_for
     from calsync.tasks.sync import sync_batch
+
+    SYNC_QUEUE = queue_for(app, TASK_NAME)
+    assert SYNC_QUEUE == "sync", "celeryconfig routes sync batches to the sync queue"
 
     sync_batch.apply_async((41, 42))
     celerys = json.loads(clean_redis.lpop(SYNC_QUEUE))
@@ -42,9 +45,12 @@ def test_fast_path_message_equals_celerys_own(clean_redis: Any) -> None:
 
 def test_fast_path_chunk_message_equals_celerys_own(clean_redis: Any) -> None:
     from calsync.celery import app
-    from calsync.tasks.base import broker_client
+    from calsync.runtime import broker_client
     from calsync.tasks.poll import poll_chunk
-    from calsync.tasks.publish import SYNC_QUEUE, publish_poll_chunks
+    from calsync.tasks.publish import CHUNK_TASK_NAME, publish_poll_chunks, queue_for
+
+    SYNC_QUEUE = queue_for(app, CHUNK_TASK_NAME)
+    assert SYNC_QUEUE == "sync", "celeryconfig routes poll chunks to the sync queue"
 
     poll_chunk.apply_async(([[41, 42], [43, 44]],))
     celerys = json.loads(clean_redis.lpop(SYNC_QUEUE))

@@ -8,6 +8,7 @@ calsync/simulator/frontend.py, the Exchange-only ones from ews/faults.py.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable
 
 from aiohttp import web
@@ -27,6 +28,10 @@ _MALFORMED = (
     b'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="' + NS_SOAP.encode() + b'">'
     b"<s:Header/><Oops>not an EWS response</Oops></s:Envelope>"
 )
+
+
+# An item's own Start or End (not an occurrence's, a deleted occurrence's or an original start).
+_FRACTIONAL = re.compile(rb"(<t:(?:Start|End)>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z(</t:(?:Start|End)>)")
 
 
 def _xml(payload: bytes, status: int = 200) -> web.Response:
@@ -100,6 +105,9 @@ class EwsEndpoint:
             if fault.kind == "malformed_body":
                 sim.fault_fired(fault)
                 return _xml(_MALFORMED)
+            if fault.kind == "fractional_seconds":
+                sim.fault_fired(fault)
+                payload = _FRACTIONAL.sub(rb"\1.000Z\2", payload)
         if sim.validate:
             problem = validation.response_errors(payload)
             if problem is not None:

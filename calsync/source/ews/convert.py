@@ -28,6 +28,7 @@ from exchangelib.recurrence import (
     WeeklyPattern,
 )
 
+from calsync import errors
 from calsync.sync.model import Appointment, Attendee, Kind, ModifiedOccurrence
 
 WEEKDAYS = (
@@ -169,7 +170,20 @@ def _attendees(item: CalendarItem) -> tuple[Attendee, ...]:
     return tuple(out)
 
 
+class UnreadableItem(Exception):
+    """Exchange sent an item calsync cannot mirror as it is; the batch sets it aside."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
 def to_appointment(item: CalendarItem, mailbox: str) -> Appointment:
+    if item.start is None or item.end is None:
+        # exchangelib leaves a time it cannot parse empty (for instance one with milliseconds,
+        # valid per the schema): an appointment without a start or end cannot be placed.
+        missing = " and ".join(n for n, v in (("Start", item.start), ("End", item.end)) if v is None)
+        raise UnreadableItem(errors.ITEM_WITHOUT_TIMES, f"{missing} missing or unreadable in Exchange's answer")
     zone = _zone(item)
     start_date = end_date = None
     if item.is_all_day and isinstance(item.start, dt.date) and not isinstance(item.start, dt.datetime):

@@ -30,7 +30,7 @@ from exchangelib import errors as ex
 from exchangelib.protocol import FailFast
 from exchangelib.services.common import EWSService
 
-from calsync.source.errors import Disposition, InvalidCursor, SourceError
+from calsync.errors import Disposition, InvalidCursor, SourceError
 
 T, R, OP, G = Disposition.TRANSIENT, Disposition.RESYNC, Disposition.OPERATOR, Disposition.GLOBAL
 

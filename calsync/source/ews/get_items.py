@@ -1,4 +1,7 @@
-"""GetItem for the calendar items a page needs, with only the fields the CRM contract uses."""
+"""GetItem for the calendar items a page needs, with only the fields the CRM contract uses.
+
+An item that cannot be converted is refused alone (a RefusedItem with its code), never the call.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +12,17 @@ from exchangelib.errors import ErrorItemNotFound
 from exchangelib.folders import Calendar
 from exchangelib.items import CalendarItem
 
-from calsync.source.ews.convert import FETCH_FIELDS, to_appointment
-from calsync.sync.model import Appointment
+from calsync import errors
+from calsync.source.ews.convert import FETCH_FIELDS, UnreadableItem, to_appointment
+from calsync.sync.model import Appointment, RefusedItem
 
 
 def get_items(
     account: Account, calendar: Calendar, mailbox: str, item_ids: Sequence[str], chunk_size: int = 100
-) -> list[Appointment]:
+) -> list[Appointment | RefusedItem]:
     if not item_ids:
         return []
-    out: list[Appointment] = []
+    out: list[Appointment | RefusedItem] = []
     for result in account.fetch(
         ids=[(i, None) for i in item_ids], folder=calendar, only_fields=FETCH_FIELDS, chunk_size=chunk_size
     ):
@@ -27,5 +31,15 @@ def get_items(
         if isinstance(result, Exception):
             raise result
         if isinstance(result, CalendarItem):
-            out.append(to_appointment(result, mailbox))
+            out.append(_convert(result, mailbox))
     return out
+
+
+def _convert(item: CalendarItem, mailbox: str) -> Appointment | RefusedItem:
+    """One item, or its refusal: conversion is per item, so one bad item refuses only itself."""
+    try:
+        return to_appointment(item, mailbox)
+    except UnreadableItem as exc:
+        return RefusedItem(item.id, item.changekey, exc.code, str(exc))
+    except Exception as exc:  # a form calsync cannot convert (an unknown zone, a value out of range)
+        return RefusedItem(item.id, item.changekey, errors.ITEM_UNCONVERTIBLE, f"{type(exc).__name__}: {exc}")

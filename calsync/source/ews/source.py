@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from calsync.source.errors import SourceError
+from calsync.errors import SourceError
 from calsync.source.ews.connection import AccountPool, EwsEndpoint
 from calsync.source.ews.errors import classify
 from calsync.source.ews.get_items import get_items
 from calsync.source.ews.sync_page import sync_page
-from calsync.sync.model import Appointment, SyncPage
+from calsync.sync.model import Appointment, RefusedItem, SyncPage
 
 
 class EwsSource:
@@ -26,7 +26,7 @@ class EwsSource:
         except Exception as exc:
             raise classify(exc) from exc
 
-    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         account, calendar = self.accounts.calendar(mailbox)
         try:
             return get_items(account, calendar, mailbox, item_ids)

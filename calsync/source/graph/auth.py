@@ -22,7 +22,7 @@ import msal
 import requests
 import requests.adapters
 
-from calsync.source.errors import Disposition, SourceError
+from calsync.errors import Disposition, SourceError
 
 GRAPH_SCOPE_SUFFIX = "/.default"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import requests
 import requests.adapters
 
-from calsync.source.errors import Disposition, SourceError
+from calsync.errors import Disposition, SourceError
 from calsync.source.ews.errors import parse_retry_after
 from calsync.source.graph.auth import TokenProvider
 from calsync.source.graph.errors import GraphHttpError, classify, http_error, network_error

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from calsync.source.errors import Disposition, InvalidCursor, SourceError
+from calsync.errors import Disposition, InvalidCursor, SourceError
 from calsync.source.ews.errors import parse_retry_after
 
 T, R, OP, G = Disposition.TRANSIENT, Disposition.RESYNC, Disposition.OPERATOR, Disposition.GLOBAL

@@ -31,10 +31,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
-from calsync.source.errors import InvalidCursor
+from calsync.errors import ITEM_UNCONVERTIBLE, ITEM_WITHOUT_TIMES, InvalidCursor
 from calsync.source.graph.client import GraphClient
 from calsync.source.graph.convert import instant, parse_datetime, to_appointment
-from calsync.sync.model import Appointment, ChangeKind, ChangeRef, Kind, ModifiedOccurrence, SyncPage
+from calsync.sync.model import Appointment, ChangeKind, ChangeRef, Kind, ModifiedOccurrence, RefusedItem, SyncPage
 from calsync.sync.occurrences import timing_of
 from calsync.sync.recurrence import RecurrenceError, occurrences, parse_rule
 
@@ -67,6 +67,17 @@ class Cursor:
             return cls(dt.date.fromisoformat(data["day"]), str(data["link"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidCursor("the stored Graph cursor is unreadable") from exc
+
+
+def _convert(event: dict[str, Any], mailbox: str) -> Appointment | RefusedItem:
+    """One event, or its refusal: one unreadable event never blocks the rest of its mailbox."""
+    item_id, change_key = str(event.get("id")), event.get("changeKey")
+    if not (event.get("start") or {}).get("dateTime") or not (event.get("end") or {}).get("dateTime"):
+        return RefusedItem(item_id, change_key, ITEM_WITHOUT_TIMES, "Graph sent the event without a start or end")
+    try:
+        return to_appointment(event, mailbox)
+    except Exception as exc:  # a form calsync cannot convert (a value out of range, a malformed field)
+        return RefusedItem(item_id, change_key, ITEM_UNCONVERTIBLE, f"{type(exc).__name__}: {exc}")
 
 
 def _iso(value: dt.datetime) -> str:
@@ -164,7 +175,7 @@ class GraphSource:
             series_ids=series_ids,
         )
 
-    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment | RefusedItem]:
         if not item_ids:
             return []
         with self._lock:
@@ -174,13 +185,13 @@ class GraphSource:
             for item_id, (status, ev) in zip(missing, self._get_events(mailbox, missing), strict=True):
                 if status == 200 and ev is not None:
                     seen[item_id] = ev
-        appts = [to_appointment(seen[i], mailbox) for i in item_ids if i in seen]  # absent: deleted meanwhile
-        series = [a for a in appts if a.kind is Kind.SERIES and a.recurrence is not None]
+        converted = [_convert(seen[i], mailbox) for i in item_ids if i in seen]  # absent: deleted meanwhile
+        series = [a for a in converted if isinstance(a, Appointment) and a.kind is Kind.SERIES and a.recurrence]
         instances = self._instances(mailbox, [a.item_id for a in series])
-        out: list[Appointment] = []
+        out: list[Appointment | RefusedItem] = []
         exceptions: dict[str, dict[str, Any]] = {}
-        for appt in appts:
-            if appt.item_id in instances:
+        for appt in converted:
+            if isinstance(appt, Appointment) and appt.item_id in instances:
                 appt, found = self._with_instances(mailbox, appt, instances[appt.item_id])
                 exceptions.update(found)
             out.append(appt)

@@ -18,9 +18,9 @@ from typing import TypeVar
 
 import redis
 
-from calsync.source.errors import SourceError
+from calsync.errors import SourceError
 from calsync.source.port import CalendarSource
-from calsync.sync.model import Appointment, SyncPage
+from calsync.sync.model import Appointment, RefusedItem, SyncPage
 from calsync.throttle import AccountThrottle
 
 T = TypeVar("T")
@@ -61,7 +61,7 @@ class GraphThrottledSource:
     def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
         return self.call(mailbox, lambda: self.inner.sync_page(mailbox, cursor, max_changes))
 
-    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> list[Appointment]:
+    def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         if not item_ids:
             return []
         return self.call(mailbox, lambda: self.inner.get_items(mailbox, item_ids))

@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from celery.exceptions import SoftTimeLimitExceeded
+
+from calsync import errors
 from calsync.config import env
+from calsync.errors import InvalidCursor, SourceError
+from calsync.runner.backoff import MAX_RETRY_COUNTDOWN
+from calsync.runner.outage import passes_through, struck_by_time_limit
 from calsync.settings import SyncSettings
-from calsync.source.errors import InvalidCursor, SourceError
 from calsync.source.port import CalendarSource
-from calsync.store import appointments, failures, sync_state
+from calsync.store import appointments, failures, lifecycle, refusals
 from calsync.store import settings as settings_store
 from calsync.store.db import transaction
+from calsync.store.lifecycle import LeaseLost, PageCounts
 from calsync.sync.batch import exceptions_to_fetch, items_to_fetch, plan_batch
-from calsync.sync.model import SyncPage, Window
+from calsync.sync.model import Appointment, RefusedItem, SyncPage, Window
 
 
 class BatchFailed(Exception):
-    """The source failed after this batch took the lease; carries the token to retry with."""
+    """The batch failed after it took the lease; carries the classified error and the token to
+    retry with. Whatever raised it (the source, planning, the write), it has a catalogue code."""
 
     def __init__(self, error: SourceError, operator_id: int, token: int) -> None:
         super().__init__(str(error))
@@ -50,6 +58,20 @@ class BatchOutcome:
     recovery_owed: bool = False  # the run ended a failure episode that was emailed
 
 
+def _split(
+    items: Sequence[Appointment | RefusedItem],
+) -> tuple[dict[str, Appointment], dict[str, RefusedItem]]:
+    """The source's answer: the items it read, and those it refused (by id)."""
+    fetched: dict[str, Appointment] = {}
+    refused: dict[str, RefusedItem] = {}
+    for item in items:
+        if isinstance(item, RefusedItem):
+            refused[item.item_id] = item
+        else:
+            fetched[item.item_id] = item
+    return fetched, refused
+
+
 def window_for(settings: SyncSettings, now: dt.datetime) -> Window:
     return Window(
         now=now,
@@ -70,15 +92,42 @@ def run_batch(
     """`prefetched`: a page a quiet poll already read, with the cursor it was read from; it
     is used when that cursor is still the operator's (otherwise the page is read again)."""
     with transaction() as conn:
-        state = sync_state.take_lease(conn, operator_id, token, owner, env().lease_seconds)
+        state = lifecycle.renew(conn, operator_id, token, owner, env().lease_seconds)
         if state is None:
             return BatchOutcome(operator_id, None, more=False, skipped_reason="not leased to this batch")
         settings = settings_store.load(conn)
         # The run row is created once, by the first batch of a run, and reused below.
-        state = dataclasses.replace(state, run_id=sync_state.ensure_run(conn, state))
+        state = dataclasses.replace(state, run_id=lifecycle.start_run(conn, state))
     token = state.lease_token
-    window = window_for(settings, now or dt.datetime.now(dt.UTC))
+    try:
+        return _leased_batch(source, state, settings, now or dt.datetime.now(dt.UTC), prefetched)
+    except Exception as exc:
+        if struck_by_time_limit(exc):
+            # The task ran out of time (a slow or trickling Exchange): give the lease back now
+            # instead of at its expiry, and count it as a failure so it ends in an email.
+            with transaction() as conn:
+                lifecycle.release(
+                    conn, operator_id, token, errors.TIME_LIMIT,
+                    "the batch was stopped by the task's soft time limit",
+                    min(MAX_RETRY_COUNTDOWN, max(60.0, settings.poll_interval_minutes * 60.0)),
+                )  # fmt: skip
+            raise SoftTimeLimitExceeded() from exc
+        if isinstance(exc, (BatchFailed, LeaseLost)) or passes_through(exc):
+            raise
+        # Planning, conversion or the write met something it cannot handle (a bug, an answer
+        # never seen): classified like a source error, so it is retried, recorded and emailed.
+        raise BatchFailed(errors.unexpected(exc), operator_id, token) from exc
 
+
+def _leased_batch(
+    source: CalendarSource,
+    state: lifecycle.OperatorState,
+    settings: SyncSettings,
+    now: dt.datetime,
+    prefetched: tuple[str | None, SyncPage] | None,
+) -> BatchOutcome:
+    operator_id, token = state.operator_id, state.lease_token
+    window = window_for(settings, now)
     try:
         if prefetched is not None and prefetched[0] == state.cursor:
             page = prefetched[1]
@@ -90,14 +139,15 @@ def run_batch(
             with transaction() as conn:
                 known = appointments.known_change_keys(conn, operator_id, ids)
         wanted = items_to_fetch(page.changes, known, window)
-        fetched = {a.item_id: a for a in source.get_items(state.email, wanted)}
+        fetched, refused = _split(source.get_items(state.email, wanted))
         # Exceptions carry their own subject, location, times...: one more GetItem for the batch.
+        # An exception the source refuses is left out: its occurrence keeps the series' fields.
         exception_ids = exceptions_to_fetch(fetched.values(), window)
-        exceptions = {a.item_id: a for a in source.get_items(state.email, exception_ids)} if exception_ids else {}
+        exceptions = _split(source.get_items(state.email, exception_ids))[0] if exception_ids else {}
     except InvalidCursor:
         with transaction() as conn:
-            sync_state.lock_fenced(conn, operator_id, token)
-            sync_state.restart_full_sync(conn, operator_id)
+            lifecycle.fence(conn, operator_id, token)
+            lifecycle.start_resync(conn, operator_id, token)
         return BatchOutcome(operator_id, token, more=True, resync_started=True)
     except SourceError as exc:
         raise BatchFailed(exc, operator_id, token) from exc
@@ -106,26 +156,25 @@ def run_batch(
     run_seconds: float | None = None
     recovery_owed = False
     with transaction() as conn:
-        sync_state.lock_fenced(conn, operator_id, token)
+        lifecycle.fence(conn, operator_id, token)
         run_id = state.run_id
         assert run_id is not None
         # Re-read under the row lock: exact even if this batch already ran once and committed.
         known = appointments.known_change_keys(conn, operator_id, ids)
-        plan = plan_batch(page.changes, fetched, known, window, exceptions)
+        plan = plan_batch(page.changes, fetched, known, window, exceptions, refused)
         if full_sync:  # a switched source lists the same meetings under new ids: keep the rows
             appointments.adopt_by_uid(conn, operator_id, state.generation, plan)
         counts = appointments.apply_plan(conn, operator_id, plan)
+        refusals.record(conn, operator_id, plan.refused, plan.settled)
         if full_sync:
             appointments.mark_seen(conn, operator_id, state.generation, plan.seen)
-        sync_state.record_batch(
+        lifecycle.commit_page(
             conn,
             operator_id,
+            token,
             run_id,
             page.sync_state,
-            counts.created,
-            counts.updated,
-            counts.deleted,
-            plan.unchanged,
+            PageCounts(counts.created, counts.updated, counts.deleted, plan.unchanged),
         )
         deleted = counts.deleted
         if page.series_ids is not None:
@@ -133,7 +182,7 @@ def run_batch(
         if page.includes_last:
             if full_sync:
                 deleted += appointments.sweep_unseen(conn, operator_id, state.generation, page.listed_window)
-            run_seconds = sync_state.finish_success(conn, operator_id, run_id, settings.poll_interval_minutes)
+            run_seconds = lifecycle.finish(conn, operator_id, token, run_id, settings.poll_interval_minutes)
             # In the same transaction: a run that succeeds ends the operator's failure episode.
             recovery_owed = failures.close_episode(conn, operator_id)
     return BatchOutcome(

@@ -1,7 +1,9 @@
 """Celery configuration for calsync; every value says why it is what it is.
 
-Read by calsync.celery (`app.config_from_object("celeryconfig")`). Connection URLs come
-from the environment (calsync.config), never from this file.
+Read by calsync.celery (`app.config_from_object("calsync.celeryconfig")`; Celery's own
+CELERY_CONFIG_MODULE / `celery --config` names another). Connection URLs come from the
+environment (calsync.config), never from this file. Task names come from calsync.tasks.names,
+the same ones the dispatcher's fast publication routes with (calsync.tasks.publish).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from kombu import Queue
 
 from calsync.config import env
+from calsync.schedule import beat_schedule as beat_schedule
+from calsync.tasks import names
 
 _env = env()
 
@@ -51,13 +55,15 @@ result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 # failure email; workers subscribe to the ones they serve (`-Q dispatch,sync,notify`).
 task_default_queue = "sync"
 task_queues = (Queue("dispatch"), Queue("sync"), Queue("notify"))
+# The one routing table: apply_async and the dispatcher's fast publication both ask Celery's
+# router (app.amqp.router) for a task's queue, so a change here moves both.
 task_routes = {
-    "calsync.dispatch": {"queue": "dispatch"},
-    "calsync.sync_batch": {"queue": "sync"},
-    "calsync.poll_chunk": {"queue": "sync"},
-    "calsync.roll_horizon": {"queue": "dispatch"},
-    "calsync.roll_horizon_chunk": {"queue": "dispatch"},
-    "calsync.notify.*": {"queue": "notify"},
+    names.DISPATCH: {"queue": "dispatch"},
+    names.SYNC_BATCH: {"queue": "sync"},
+    names.POLL_CHUNK: {"queue": "sync"},
+    names.ROLL_HORIZON: {"queue": "dispatch"},
+    names.ROLL_HORIZON_CHUNK: {"queue": "dispatch"},
+    names.NOTIFY_PREFIX + "*": {"queue": "notify"},
 }
 
 # Flower and `calsync status` read task events from the workers. No "sent" events: they would
@@ -78,4 +84,4 @@ redbeat_redis_url = _env.redbeat_url
 redbeat_key_prefix = "calsync:redbeat:"
 beat_max_loop_interval = 5
 redbeat_lock_timeout = _env.redbeat_lock_timeout  # default 30 s (CALSYNC_REDBEAT_LOCK_TIMEOUT)
-beat_schedule = __import__("beat.schedule", fromlist=["beat_schedule"]).beat_schedule
+# beat_schedule: imported above from calsync.schedule.

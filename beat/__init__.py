@@ -1,1 +1,0 @@
-"""The beat schedule (celery-redbeat); see schedule.py."""
