@@ -121,18 +121,36 @@ def _graph_source(settings: SyncSettings) -> GraphThrottledSource:
     return GraphThrottledSource(source, redis_client(), app_key, settings.graph_max_concurrency)
 
 
-def operator_sources() -> dict[str, str]:
-    """Operators whose source differs from the setting (lower-cased email -> source), cached briefly."""
+def operator_source(mailbox: str, default: str, fresh: bool) -> str:
+    """The source of the operator with this mailbox: its own, else `default`.
+
+    The operators with a source of their own are read once per SETTINGS_TTL per process;
+    `fresh` reads this one operator now (the router asks so when it matters) and updates that.
+    """
+    key = mailbox.lower()
     now = time.monotonic()
     with _lock:
         cached = _state.get("operator_sources")
-        if cached and now - cached[1] < SETTINGS_TTL and _state.get("operator_sources_pid") == os.getpid():
-            return dict(cached[0])
-    with transaction() as conn:
-        overrides = operators_store.source_overrides(conn)
-    with _lock:
-        _state["operator_sources"], _state["operator_sources_pid"] = (overrides, now), os.getpid()
-    return overrides
+        valid = cached and now - cached[1] < SETTINGS_TTL and _state.get("operator_sources_pid") == os.getpid()
+    if fresh:
+        with transaction() as conn:
+            own = operators_store.source_of(conn, key)
+        with _lock:
+            if valid:
+                overrides = _state["operator_sources"][0]
+                if own is None:
+                    overrides.pop(key, None)
+                else:
+                    overrides[key] = own
+        return own or default
+    if not valid:
+        with transaction() as conn:
+            overrides = operators_store.source_overrides(conn)
+        with _lock:
+            _state["operator_sources"], _state["operator_sources_pid"] = (overrides, now), os.getpid()
+        return overrides.get(key, default)
+    assert cached is not None
+    return str(cached[0].get(key, default))
 
 
 def source_for(settings: SyncSettings) -> RoutedSource:
@@ -149,8 +167,8 @@ def source_for(settings: SyncSettings) -> RoutedSource:
             return cached[1]
     default = settings.source.value
 
-    def kind_of(mailbox: str) -> str:
-        return operator_sources().get(mailbox.lower(), default)
+    def kind_of(mailbox: str, fresh: bool) -> str:
+        return operator_source(mailbox, default, fresh)
 
     source = RoutedSource(kind_of, {"ews": lambda: _ews_source(settings), "graph": lambda: _graph_source(settings)})
     with _lock:

@@ -28,7 +28,7 @@ class LaneCapable(CalendarSource, Protocol):
 class RoutedSource:
     def __init__(
         self,
-        kind_of: Callable[[str], str],
+        kind_of: Callable[[str, bool], str],  # (mailbox, fresh) -> ews | graph
         factories: dict[str, Callable[[], LaneCapable]],
     ) -> None:
         self.kind_of = kind_of
@@ -42,16 +42,24 @@ class RoutedSource:
         return built
 
     def route(self, mailbox: str, cursor: str | None = None) -> str:
-        kind = self.kind_of(mailbox)
-        if cursor and (kind == GRAPH) != cursor.startswith(GRAPH_CURSOR_PREFIX):
-            raise InvalidCursor(f"the stored cursor is not from {kind}: the operator's source was switched")
+        """The mailbox's source. Switches are rare and reset the cursor, so the (briefly cached)
+        answer is asked afresh only when it matters: no cursor yet (a first sync or a resync),
+        or a cursor of the other source (a switch this process has not seen yet, or one to
+        act on). A confirmed mismatch refuses the cursor: the runner resyncs through the new source."""
+        if cursor is None:
+            return self.kind_of(mailbox, True)
+        kind = self.kind_of(mailbox, False)
+        if (kind == GRAPH) != cursor.startswith(GRAPH_CURSOR_PREFIX):
+            kind = self.kind_of(mailbox, True)
+            if (kind == GRAPH) != cursor.startswith(GRAPH_CURSOR_PREFIX):
+                raise InvalidCursor(f"the stored cursor is not from {kind}: the operator's source was switched")
         return kind
 
     def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
         return self.source(self.route(mailbox, cursor)).sync_page(mailbox, cursor, max_changes)
 
     def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
-        return self.source(self.route(mailbox)).get_items(mailbox, item_ids)
+        return self.source(self.kind_of(mailbox, False)).get_items(mailbox, item_ids)
 
     @contextmanager
     def lane(self) -> Iterator[RoutedLane]:
@@ -77,4 +85,4 @@ class RoutedLane:
         return self._lane(self.outer.route(mailbox, cursor)).sync_page(mailbox, cursor, max_changes)
 
     def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
-        return self._lane(self.outer.route(mailbox)).get_items(mailbox, item_ids)
+        return self._lane(self.outer.kind_of(mailbox, False)).get_items(mailbox, item_ids)

@@ -188,6 +188,12 @@ def source_overrides(conn: psycopg.Connection[Any]) -> dict[str, str]:
     return {r["email"]: r["source"] for r in rows}
 
 
+def source_of(conn: psycopg.Connection[Any], email: str) -> str | None:
+    """One operator's own source (None: the `source` setting, or no such operator)."""
+    row = conn.execute("SELECT source FROM operators WHERE lower(email) = lower(%s)", (email,)).fetchone()
+    return row["source"] if row else None
+
+
 def set_source(conn: psycopg.Connection[Any], ids: Sequence[int], source: str | None, default: str) -> int:
     """Give operators their own source (None: follow the setting); returns how many switched.
 

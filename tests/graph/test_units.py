@@ -187,7 +187,7 @@ def test_cursor_remembers_its_day_and_a_new_day_rolls_the_window() -> None:
 
 
 def test_router_refuses_the_other_sources_cursor() -> None:
-    router = RoutedSource(lambda m: "ews" if m.startswith("e") else "graph", {})
+    router = RoutedSource(lambda m, fresh: "ews" if m.startswith("e") else "graph", {})
     with pytest.raises(InvalidCursor):
         router.route("g@x.y", "H4sIAAAA-an-ews-sync-state")
     with pytest.raises(InvalidCursor):
