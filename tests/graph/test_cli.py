@@ -18,8 +18,6 @@ def test_source_per_operator_from_the_cli_and_the_csv(
 ) -> None:
     added = run("operators", "add", "ann@example.com", "--source", "graph")
     assert added.returncode == 0, added.stderr
-    bad = run("operators", "add", "bob@example.com", "--source", "owa")
-    assert bad.returncode == 2 and "owa" in bad.stderr
     csv = tmp_path / "ops.csv"
     csv.write_text("email;name;calendar_sync;source\nbob@example.com;Bob;true;\ncy@example.com;Cy;true;GRAPH\n")
     imported = run("operators", "import", str(csv))
@@ -46,5 +44,3 @@ def test_source_per_operator_from_the_cli_and_the_csv(
     assert (rows["ann@example.com"]["source"], rows["ann@example.com"]["ews_sync_state"]) == ("ews", None)
     assert rows["ann@example.com"]["stage"] == "initial" and rows["ann@example.com"]["generation"] == 2
     assert rows["bob@example.com"]["ews_sync_state"] == "state" and rows["bob@example.com"]["generation"] == 0
-    unknown = run("operators", "source", "graph", "zed@example.com")
-    assert unknown.returncode == 2 and "zed@example.com" in unknown.stderr

@@ -188,11 +188,11 @@ def check_mirror(db: psycopg.Connection[Any], sim: Simulator, email: str, operat
 def test_throttled_paged_first_sync_resumes_without_partial_rows(
     db: psycopg.Connection[Any], clean_redis: redis.Redis, served: Any, workers: Any
 ) -> None:
-    sim = generate(4, 120, seed=21, validate=True)
+    sim = generate(4, 80, seed=21, validate=True)
     add_edge_cases(sim, mailbox_email(1))
     log = instrument(sim)
     server = served(sim)
-    configure(server, batch_size=7)
+    configure(server, batch_size=25)
     emails = [mailbox_email(n) for n in range(1, 5)]
     ops = add_operators(db, emails, "graph")
     # Throttled in the middle of the paged first sync: delta pages, and $batch fetches of masters.
