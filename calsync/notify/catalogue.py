@@ -306,11 +306,23 @@ _ENTRIES: tuple[Entry, ...] = (
 _ENTRIES += (
     Entry(
         "GraphConsentMissing",
+        OP,
+        "Microsoft Graph denies calsync's app this mailbox, and the app's token carries no calendar permission.",
+        "The app has no admin consent for Calendars.Read (never granted, or revoked), or, with RBAC for "
+        "Applications, no role assignment whose scope holds this mailbox.",
+        "Entra ID, App registrations > calsync > API permissions: Microsoft Graph Calendars.Read (Application) and "
+        "'Grant admin consent'; or with RBAC for Applications add the mailbox to the scope of the 'Application "
+        "Calendars.Read' assignment (docs/graph.md). calsync checks the operator again within the hour; "
+        "`calsync sync EMAIL` retries at once.",
+    ),
+    Entry(
+        "GraphConsentRequired",
         G,
-        "Microsoft Graph denies calsync's app access to calendars; syncing through Graph is paused for everyone.",
-        "The app has no admin consent for the Calendars.Read application permission (never granted, or revoked).",
-        "In Entra ID, App registrations > calsync > API permissions: add Microsoft Graph Calendars.Read "
-        "(Application) and 'Grant admin consent'; syncing resumes by itself at the next probe.",
+        "Entra ID refuses calsync's app a token until an administrator consents (AADSTS65001); syncing through "
+        "Graph is paused.",
+        "The app's permissions were never granted admin consent in this tenant, or the consent was withdrawn.",
+        "Entra ID, App registrations > calsync > API permissions: 'Grant admin consent'; syncing resumes by "
+        "itself at the next probe.",
     ),
     Entry(
         "GraphUnauthorized",

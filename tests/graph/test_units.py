@@ -121,10 +121,12 @@ def _jwt(roles: list[str]) -> str:
     return f"e30.{payload}.sig"
 
 
-def test_403_without_calendar_role_is_missing_consent_for_everyone() -> None:
+def test_403_fails_the_operator_alone_and_the_token_names_the_likely_cause() -> None:
+    # With RBAC for Applications tokens carry no Calendars role by design: one mailbox
+    # outside the scope must never pause everyone.
     denied = errors.GraphHttpError(403, "ErrorAccessDenied", "Access is denied.")
     assert errors.classify(denied, _jwt([])).code == "GraphConsentMissing"
-    assert errors.classify(denied, _jwt([])).disposition is Disposition.GLOBAL
+    assert errors.classify(denied, _jwt([])).disposition is Disposition.OPERATOR
     scoped = errors.classify(denied, _jwt(["Calendars.Read"]))
     assert (scoped.code, scoped.disposition) == ("GraphMailboxAccessDenied", Disposition.OPERATOR)
     rest = errors.classify(errors.GraphHttpError(403, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported"))
@@ -156,7 +158,7 @@ def test_aadsts_codes_name_the_fix() -> None:
         ("AADSTS7000215: Invalid client secret provided.", "GraphInvalidClientSecret"),
         ("AADSTS700016: Application with identifier 'x' was not found", "GraphAppNotFound"),
         ("AADSTS90002: Tenant 'x' not found.", "GraphTenantNotFound"),
-        ("AADSTS65001: The user or administrator has not consented", "GraphConsentMissing"),
+        ("AADSTS65001: The user or administrator has not consented", "GraphConsentRequired"),
         ("AADSTS123456: something new", "GraphTokenError"),
     ):
         err = auth.token_error({"error": "invalid_client", "error_description": text})

@@ -129,7 +129,7 @@ _AADSTS = {
     "700016": "GraphAppNotFound",  # application not found in the tenant
     "90002": "GraphTenantNotFound",  # tenant not found
     "900023": "GraphTenantNotFound",  # tenant identifier malformed
-    "65001": "GraphConsentMissing",  # admin consent not granted
+    "65001": "GraphConsentRequired",  # admin consent not granted
     "7000112": "GraphAppDisabled",  # application disabled
     "500011": "GraphServicePrincipalMissing",  # resource principal (Graph) not in the tenant
 }

@@ -1,9 +1,12 @@
 """Graph's HTTP errors as catalogue entries (code, disposition, detail, Retry-After).
 
-Graph answers 403 ErrorAccessDenied both when the app has no admin consent for
-Calendars.Read (every mailbox fails: pause everyone) and when an RBAC for Applications
-management scope leaves this one mailbox out (fail this operator only). The access token
-tells them apart: without a Calendars role in its `roles` claim, consent is missing.
+Graph answers 403 ErrorAccessDenied both when the app lacks admin consent and when an RBAC
+for Applications scope leaves a mailbox out. Both fail the operator alone, never pause
+everyone: with RBAC for Applications the token carries no Calendars role by design, so one
+mailbox outside the scope must not stop the others. A revoked consent therefore fails every
+operator once, and the failure digest gathers them in one email. The token's `roles` claim
+only chooses the text: without a Calendars role the likely cause is consent (or the scope),
+with one it is an application access policy or scope.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def classify(exc: GraphHttpError, token: str | None = None) -> SourceError:
             return SourceError("GraphMailboxNotEnabledForRest", OP, detail)
         roles = token_roles(token) if token else None
         if roles is not None and not roles & CALENDAR_ROLES:
-            return SourceError("GraphConsentMissing", G, detail)
+            return SourceError("GraphConsentMissing", OP, detail)
         return SourceError("GraphMailboxAccessDenied", OP, detail)
     if status == 404:
         if code in ("ErrorInvalidUser", "ResourceNotFound", "MailboxNotFound") or re.search(
