@@ -30,7 +30,7 @@ demo: $(STAMP) ## run the main job end to end on the built-in Exchange simulator
 	$(BIN)/python -m calsync.demo
 
 test: $(STAMP) ## run the test suite against local Postgres and Redis
-	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } || echo "make test: docker-compose is missing and cannot be installed here; tests/compose will fail (apt-get install docker-compose)" >&2
+	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && echo "make test: docker-compose is missing; installing it now with apt-get install docker-compose (tests/compose validates docker/compose.yaml with it; install it yourself beforehand to avoid this)" >&2 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } || echo "make test: docker-compose is missing and cannot be installed here; tests/compose will fail (apt-get install docker-compose)" >&2
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db create
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db upgrade
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)

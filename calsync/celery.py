@@ -8,6 +8,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from calsync import logredact
+
+# Worker, beat and flower import this module first: no log record of theirs carries a credential.
+logredact.install()
+
 app = Celery(
     "calsync",
     include=[

@@ -40,6 +40,25 @@ class EnvConfig(BaseSettings):
         default=None, description="PEM bundle of an internal CA that signed Exchange's certificate"
     )
 
+    # Hostile or broken answers from Exchange (calsync.source.ews.connection). The deadline covers a
+    # whole HTTP exchange (connect, headers, body): a server trickling one byte a minute cannot hold
+    # a worker thread longer. 90 s is far above a healthy EWS answer (well under 10 s for 512
+    # changes) and below Celery's soft limit (120 s), so a stuck request ends before Celery's would.
+    ews_request_deadline_seconds: float = Field(default=90.0, gt=0, le=3600)
+    # 32 MiB: a GetItem chunk is 100 items with only the fields calsync reads; even at 250 KB of body
+    # text each that is 25 MB. Beyond that the answer is refused unread (memory stays bounded: at most
+    # this much per worker thread, never the whole of a 60 MB or endless body).
+    ews_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+
+    # Postgres sessions of the workers and beat (calsync.store.db). A worker frozen inside a transaction
+    # (SIGSTOP, a stuck thread, a GC pause) holds its operator's row lock; Postgres ends such a session
+    # after this long, so another worker can take the operator over once its lease expires. Below the
+    # default lease (300 s); 0 switches it off.
+    db_idle_in_transaction_timeout_seconds: float = Field(default=60.0, ge=0, le=86400)
+    # No statement of calsync runs for long (a batch is at most a few thousand rows); a runaway one is
+    # cancelled instead of holding locks for the rest of the lease. 0 switches it off.
+    db_statement_timeout_seconds: float = Field(default=120.0, ge=0, le=86400)
+
     # Microsoft Graph app-only credential: a client secret (value or file) or a certificate
     # (one PEM file holding the private key and the certificate uploaded to the app).
     graph_client_secret: SecretStr | None = None

@@ -8,11 +8,14 @@ what is allowed. Secrets are never settings: see calsync.config.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 EMAIL_RE = re.compile(r"^[^@\s;,<>\"]+@[^@\s;,<>\"]+\.[^@\s;,<>\"]+$")
 
@@ -42,6 +45,27 @@ class SettingError(ValueError):
         super().__init__(f"{key}: {value!r} is not allowed; {allowed}")
 
 
+class UnknownSetting(SettingError):
+    """A key that is no setting: the message blames the key (not the value) and names the nearest one."""
+
+    def __init__(self, key: str, value: object) -> None:
+        self.key, self.value = key, value
+        self.suggestion = nearest_key(key)
+        hint = f"did you mean {self.suggestion}? " if self.suggestion else ""
+        self.allowed = "known settings: " + ", ".join(SETTING_KEYS)
+        ValueError.__init__(self, f"unknown setting {key!r}; {hint}({self.allowed})")
+
+
+def nearest_key(key: str) -> str | None:
+    """The setting a mistyped key most likely means (batchsize -> batch_size)."""
+    squashed = {k.replace("_", ""): k for k in SETTING_KEYS}
+    typed = key.strip().lower().replace("-", "_")
+    if typed.replace("_", "") in squashed:
+        return squashed[typed.replace("_", "")]
+    close = difflib.get_close_matches(typed, SETTING_KEYS, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 class SyncSettings(BaseModel):
     """Every setting with its default; the defaults make the simulator demo work out of the box."""
 
@@ -66,6 +90,10 @@ class SyncSettings(BaseModel):
     )
     ews_max_concurrency: int = Field(
         default=10, ge=1, le=256, description="fleet-wide concurrent EWS requests per service account"
+    )
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="accept an http:// exchange_url on a non-loopback host (sends the password in clear text)",
     )
 
     # Microsoft Graph (Exchange Online). The client secret or certificate is never a setting:
@@ -111,6 +139,22 @@ class SyncSettings(BaseModel):
             raise ValueError("must be an http:// or https:// URL, e.g. https://mail.example.com/EWS/Exchange.asmx")
         return v
 
+    @model_validator(mode="after")
+    def _clear_text_credentials(self) -> SyncSettings:
+        if insecure_http(self.exchange_url) and not self.allow_insecure_http:
+            raise ValueError(
+                "http:// sends the service account's password in clear text (Basic auth); use https://, or, only on "
+                "a network you trust, run `calsync settings set allow_insecure_http true` first "
+                "(http:// to 127.0.0.1/localhost, such as the simulator, is always allowed)"
+            )
+        for name in ("graph_authority_url", "graph_base_url"):
+            if insecure_http(getattr(self, name)):
+                raise ValueError(
+                    f"{name}: http:// would send the app's secret or tokens in clear text; use https:// "
+                    "(http:// to 127.0.0.1/localhost, such as the simulator, is allowed)"
+                )
+        return self
+
     @field_validator("notification_url")
     @classmethod
     def _notification_url(cls, v: str | None) -> str | None:
@@ -134,6 +178,20 @@ class SyncSettings(BaseModel):
         return split_addresses(self.notify_sync_failure_to)
 
 
+def insecure_http(url: str) -> bool:
+    """True for http:// to anything but this machine (loopback: the simulator, an SSH tunnel)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def split_addresses(value: str) -> list[str]:
     return [a.strip() for a in value.split(";") if a.strip()]
 
@@ -148,7 +206,7 @@ def allowed_text(key: str) -> str:
         return "one of " + ", ".join(v.value for v in ExchangeVersion)
     if key == "batch_size":
         return "an integer from 1 to 512 (Exchange's MaxChangesReturned range)"
-    if key == "sync_private_details":
+    if key in ("sync_private_details", "allow_insecure_http"):
         return "true or false"
     if key == "source":
         return "one of " + ", ".join(v.value for v in SourceKind)
@@ -164,7 +222,7 @@ def allowed_text(key: str) -> str:
 def validate_one(key: str, raw: Any, current: SyncSettings | None = None) -> SyncSettings:
     """Return settings with `key` set to `raw`, or raise SettingError naming what is allowed."""
     if key not in SyncSettings.model_fields:
-        raise SettingError(key, raw, "unknown setting; known: " + ", ".join(SETTING_KEYS))
+        raise UnknownSetting(key, raw)
     base = (current or SyncSettings()).model_dump()
     if SyncSettings.model_fields[key].annotation is bool and isinstance(raw, str):
         lowered = raw.strip().lower()

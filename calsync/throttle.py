@@ -5,10 +5,15 @@ the cap must be shared by every process on every host: a Redis sorted set of cur
 holders (scored by expiry, so a killed holder frees its slot by itself) acquired with one
 Lua script. A "not before" key carries a server's back-off request (ErrorServerBusy's
 BackOffMilliseconds, Retry-After) to every worker that uses the same account.
+
+A slot is held for one request's deadline at a time (CALSYNC_EWS_REQUEST_DEADLINE_SECONDS plus a
+small margin) and extended before each HTTP request (calsync.source.request_hook), so it cannot
+expire under a request that is still allowed to run, and a stuck holder frees it by itself.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +21,13 @@ from contextlib import contextmanager
 
 import redis
 
+from calsync.config import env
 from calsync.errors import Disposition, SourceError
+
+log = logging.getLogger(__name__)
+# Slack between a request's deadline and its slot's expiry: the watchdog's wake-up and the
+# Redis round trip that releases the slot.
+HOLD_MARGIN_SECONDS = 5.0
 
 _ACQUIRE = """
 local key, nbkey = KEYS[1], KEYS[2]
@@ -50,6 +61,19 @@ redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + 1000)
 return 1
 """
 
+# Before each HTTP request of a holder: its slot covers the request's whole deadline.
+_EXTEND = """
+local key, now, ttl, holder = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+if not redis.call('ZSCORE', key, holder) then
+  return 0
+end
+redis.call('ZADD', key, now + ttl, holder)
+if redis.call('PTTL', key) < math.ceil(ttl * 1000) + 1000 then
+  redis.call('PEXPIRE', key, math.ceil(ttl * 1000) + 1000)
+end
+return 1
+"""
+
 
 class ThrottleBusy(SourceError):
     """No slot became free in time; the task retries later instead of holding a worker slot.
@@ -69,15 +93,20 @@ class ThrottleBusy(SourceError):
 
 
 class AccountThrottle:
-    def __init__(self, client: redis.Redis, account: str, limit: int, hold_seconds: float = 120.0) -> None:
+    def __init__(self, client: redis.Redis, account: str, limit: int, hold_seconds: float | None = None) -> None:
         self.client = client
         self.account = account.lower()
         self.limit = limit
-        self.hold_seconds = hold_seconds  # > any single EWS request (exchangelib's timeout)
+        # >= any single EWS request: the adapter cuts every request at its deadline.
+        self.hold_seconds = (
+            hold_seconds if hold_seconds is not None else env().ews_request_deadline_seconds + HOLD_MARGIN_SECONDS
+        )
+        self.request_seconds = max(self.hold_seconds - HOLD_MARGIN_SECONDS, 0.0)
         self._sem_key = f"calsync:ews:sem:{self.account}"
         self._nb_key = f"calsync:ews:notbefore:{self.account}"
         self._acquire = client.register_script(_ACQUIRE)
         self._renew_script = client.register_script(_RENEW)
+        self._extend_script = client.register_script(_EXTEND)
 
     def not_before(self) -> float:
         raw = self.client.get(self._nb_key)
@@ -125,11 +154,20 @@ class AccountThrottle:
         if got == 0:  # the slot outlived hold_seconds and was reclaimed: queue again
             self._take(holder, max_wait=10.0)
 
+    def extend(self, holder: str) -> bool:
+        """Hold the slot for one more request's deadline; False if it was reclaimed meanwhile."""
+        args: list[str | float | int] = [time.time(), self.hold_seconds, holder]
+        try:
+            return bool(int(self._extend_script(keys=[self._sem_key], args=args)))
+        except redis.RedisError as exc:  # the request may go on; its slot expires by itself at worst
+            log.warning("could not extend the EWS slot of %s: %s", self.account, exc)
+            return False
+
     @contextmanager
-    def slot(self, max_wait: float = 10.0) -> Iterator[None]:
-        """Hold one of the account's slots for one EWS request."""
-        with self.lane(max_wait):
-            yield
+    def slot(self, max_wait: float = 10.0) -> Iterator[Lane]:
+        """Hold one of the account's slots for one call (one or more HTTP requests, one after another)."""
+        with self.lane(max_wait) as lane:
+            yield lane
 
     @contextmanager
     def lane(self, max_wait: float = 10.0) -> Iterator[Lane]:
@@ -142,16 +180,17 @@ class AccountThrottle:
         holder = uuid.uuid4().hex
         self._take(holder, max_wait)
         try:
-            yield Lane(self, holder)
+            yield Lane(self, holder, time.monotonic() + self.hold_seconds)
         finally:
             self.client.zrem(self._sem_key, holder)
 
 
 class Lane:
-    def __init__(self, throttle: AccountThrottle, holder: str) -> None:
+    def __init__(self, throttle: AccountThrottle, holder: str, held_until: float) -> None:
         self.throttle = throttle
         self.holder = holder
         self._fresh = True  # just taken: the acquire has checked the back-off already
+        self.held_until = held_until  # time.monotonic() when the slot expires unless extended
 
     def before_request(self) -> None:
         """Raise ThrottleBusy instead of waiting: a lane's caller defers its remaining work."""
@@ -159,3 +198,13 @@ class Lane:
             self._fresh = False
             return
         self.throttle.renew(self.holder)
+        self.held_until = time.monotonic() + self.throttle.hold_seconds
+
+    def cover_request(self) -> None:
+        """Before each HTTP request: make the slot outlast this request's deadline (one round trip
+        only when it would not already)."""
+        now = time.monotonic()
+        if self.held_until - now >= self.throttle.request_seconds + 1.0:
+            return
+        if self.throttle.extend(self.holder):
+            self.held_until = now + self.throttle.hold_seconds

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from calsync import logredact
 from calsync.cli.db import db
 from calsync.cli.metrics import metrics
 from calsync.cli.operators import operators
@@ -38,6 +39,7 @@ def cli(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logredact.install()
 
 
 cli.add_command(db)

@@ -16,8 +16,8 @@ from typing import NoReturn
 import click
 
 from calsync.cli.settings import open_database
+from calsync.operators import emails
 from calsync.operators.csv_import import CsvFileError, ParsedFile, read_operators_file
-from calsync.settings import EMAIL_RE
 from calsync.store import operators as store
 from calsync.store import settings as settings_store
 from calsync.store.lifecycle import STATUSES
@@ -32,10 +32,10 @@ def _fail(message: str) -> NoReturn:
 def _email(_ctx: click.Context | None, _param: click.Parameter | None, value: str | None) -> str | None:
     if value is None:
         return None
-    email = value.strip()
-    if not EMAIL_RE.match(email) or len(email) > 254:
-        raise click.BadParameter(f"{value!r} is not an email address like name@example.com")
-    return email
+    try:
+        return emails.normalize(value)
+    except emails.BadEmail as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def _emails(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ values ever reaching a terminal, a log or a support ticket.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,13 @@ def open_database() -> Iterator[psycopg.Connection[Any]]:
         conn = connect(url)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        missing = re.search(r'database "([^"]+)" does not exist', str(exc))
+        if missing:
+            raise ConfigError(
+                f"the database {missing.group(1)!r} does not exist on the Postgres server at {redact(url)}; "
+                "create it with `calsync db create && calsync db upgrade` (or `make db`), or point "
+                "CALSYNC_DATABASE_URL at the right database"
+            ) from exc
         raise ConfigError(
             f"cannot connect to Postgres at {redact(url)}: {first}; "
             "start it or set CALSYNC_DATABASE_URL, then run `calsync db create` and `calsync db upgrade`"

@@ -13,6 +13,7 @@ import click
 
 from calsync.cli.settings import open_database
 from calsync.notify.catalogue import lookup
+from calsync.operators.emails import key as email_key
 from calsync.store import pause as pause_store
 from calsync.store import refusals
 from calsync.store import status as status_store
@@ -101,7 +102,7 @@ def status(emails: tuple[str, ...], as_json: bool, no_broker: bool) -> None:
     if not no_broker:
         report.update(_broker_view())
     if emails:
-        missing = sorted({e.lower() for e in emails} - {r["email"].lower() for r in rows})
+        missing = sorted({email_key(e) for e in emails} - {email_key(r["email"]) for r in rows})
         if missing:
             raise click.UsageError(f"no such operator: {', '.join(missing)}")
         report["operators_detail"] = rows

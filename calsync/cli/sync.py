@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
 import click
 
 from calsync.cli.settings import open_database
+from calsync.operators.emails import key as email_key
 from calsync.store import lifecycle
 from calsync.store import status as status_store
+
+
+def _workers_online(app: Any) -> str | bool:
+    """True, or what is wrong: --wait must not wait ten minutes for workers that do not exist."""
+    try:
+        replies = app.control.ping(timeout=2.0) or []
+    except Exception as exc:  # broker down: kombu's errors vary by transport
+        return f"the broker is unreachable ({type(exc).__name__}: {exc})"
+    return True if replies else "no calsync worker is online (none answered a ping within 2 s)"
 
 
 @click.command()
@@ -25,7 +36,7 @@ def sync(emails: tuple[str, ...], all_: bool, wait: bool, timeout: float) -> Non
     with open_database() as conn:
         due = lifecycle.request_sync(conn, None if all_ else list(emails))
     if not all_:
-        missing = sorted({e.lower() for e in emails} - {email.lower() for _, email in due})
+        missing = sorted({email_key(e) for e in emails} - {email_key(email) for _, email in due})
         if missing:
             raise click.UsageError(f"not an operator with Calendar Sync on: {', '.join(missing)}")
     from calsync.celery import app
@@ -34,6 +45,15 @@ def sync(emails: tuple[str, ...], all_: bool, wait: bool, timeout: float) -> Non
     click.echo(f"{len(due)} operator(s) due now; dispatcher tick sent")
     if not wait:
         return
+    online = _workers_online(app)
+    if online is not True:
+        click.echo(
+            f"calsync: {online}; nothing will sync until one runs. Start one with "
+            "`celery -A calsync worker -Q dispatch,sync,notify -P threads` (or `make up`); "
+            "the operators stay due and sync as soon as a worker is up",
+            err=True,
+        )
+        raise SystemExit(1)
     deadline = time.monotonic() + timeout
     pending = {email for _, email in due}
     while pending and time.monotonic() < deadline:

@@ -62,8 +62,10 @@ _ENTRIES: tuple[Entry, ...] = (
         "ErrorInvalidServerVersion",
         G,
         "Exchange does not accept the configured Exchange version; syncing is paused for everyone.",
-        "The exchange_version setting names a newer version than the server runs.",
-        "Set exchange_version to the server's version: `calsync settings set exchange_version Exchange2013`.",
+        "The server runs an older Exchange than the exchange_version setting names, or one older than Exchange "
+        "2010 (the oldest calsync can read calendars from: Exchange 2007 lacks the time zone fields it needs).",
+        "Set exchange_version to the server's version (`calsync settings set exchange_version Exchange2010`); "
+        "a server older than Exchange 2010 must be upgraded.",
     ),
     # --- permanent for one operator: marked failed, re-checked hourly, the others go on ---
     Entry(
@@ -299,6 +301,32 @@ _ENTRIES: tuple[Entry, ...] = (
         "A value outside what calsync handles, such as an unknown time zone id or a date out of range.",
         "See the reason in `calsync status EMAIL`; correct the item in Outlook (it is synced at its next "
         "change), or report the reason if the item looks normal.",
+    ),
+    # --- hostile or broken answers, refused before they are parsed (calsync.source.ews.connection) ---
+    Entry(
+        "ResponseTimeout",
+        T,
+        "Exchange's answer did not arrive completely within the request deadline; the request was cut off.",
+        "A slow proxy or an overloaded server sends the answer in a trickle, or never finishes it.",
+        "Usually nothing: calsync retries, and no worker thread waits longer than the deadline "
+        "(CALSYNC_EWS_REQUEST_DEADLINE_SECONDS, default 90). If it persists, check proxies between the workers "
+        "and Exchange, or lower batch_size.",
+    ),
+    Entry(
+        "ResponseTooLarge",
+        T,
+        "Exchange's answer was larger than calsync accepts; it was refused unread and nothing was written.",
+        "A proxy or server sends an oversized answer, or items with very large bodies exceed the limit.",
+        "Lower batch_size, or raise CALSYNC_EWS_MAX_RESPONSE_BYTES (default 32 MiB) if the mailbox's items are "
+        "legitimately that large.",
+    ),
+    Entry(
+        "UnsafeXmlResponse",
+        T,
+        "Exchange's answer contained XML entity definitions (a DTD); it was refused unparsed.",
+        "SOAP forbids DTDs, so something between the workers and Exchange injects entity expansion "
+        "(billion laughs) or external entities (XXE): a hostile or broken proxy.",
+        "Treat it as a security incident: find what rewrites the traffic to exchange_url (use https://).",
     ),
 )
 

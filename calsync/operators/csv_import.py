@@ -18,7 +18,10 @@ Decisions:
 - Columns other than the three required ones are ignored and reported, so a CRM export
   with extra columns imports as it is.
 - Emails are matched case-insensitively (Exchange addresses are); a file that only changes
-  the case of an existing address changes nothing.
+  the case of an existing address changes nothing. They are normalised and checked in one
+  place (calsync.operators.emails): invisible and non-ASCII characters are refused with the
+  line number, so Python and Postgres always agree on which rows are the same operator.
+- A header line longer than MAX_HEADER_CHARS is not a header (a wrong file, or binary data).
 - A later row with an email already seen in the file is an error; with --skip-invalid the
   first occurrence wins.
 """
@@ -31,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calsync.settings import EMAIL_RE
+from calsync.operators import emails
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("email", "name", "calendar_sync")
 
@@ -71,7 +74,7 @@ TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0"})
 BOOLEAN_HINT = "use true or false (also yes/no, y/n, 1/0)"
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
-MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit; longer cannot be a mailbox
+MAX_HEADER_CHARS = 64 * 1024  # a real header is a few dozen characters; csv's own field limit is 128 KiB
 
 
 class CsvFileError(ValueError):
@@ -143,9 +146,17 @@ def parse_operators_csv(data: bytes, source: str = "input") -> ParsedFile:
             f"{source}: the file is empty; expected a header line with the columns " + ", ".join(REQUIRED_COLUMNS)
         )
     header_line = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
+    if len(header_line) > MAX_HEADER_CHARS:
+        raise CsvFileError(
+            f"{source}: line 1 is {len(header_line)} characters long, not a header; expected a short first line "
+            "naming the columns " + ", ".join(REQUIRED_COLUMNS) + " (is this the operators CSV file?)"
+        )
     parsed = ParsedFile(delimiter=_choose_delimiter(header_line))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=parsed.delimiter, strict=True)
-    parsed.header = next(reader)
+    try:
+        parsed.header = next(reader)
+    except csv.Error as exc:
+        raise CsvFileError(f"{source}: line 1 (the header) cannot be read: {_csv_error_text(exc)}") from exc
     index, parsed.ignored_columns = _map_columns(parsed.header, source)
     seen: dict[str, int] = {}
     while True:
@@ -238,15 +249,15 @@ def _check_row(
         )
         return None
     before = len(errors)
-    email = fields[index["email"]].strip()
-    if not email:
-        errors.append(RowError(line, "missing email"))
-    elif len(email) > MAX_EMAIL_LENGTH or not EMAIL_RE.match(email):
-        errors.append(RowError(line, f"bad email {email!r}: expected an address like name@example.com"))
-    elif email.lower() in seen:
-        errors.append(RowError(line, f"duplicate email {email} (already on line {seen[email.lower()]})"))
-    else:
-        seen[email.lower()] = line
+    email = ""
+    try:
+        email = emails.normalize(fields[index["email"]])
+    except emails.BadEmail as exc:
+        errors.append(RowError(line, str(exc)))
+    if email and emails.key(email) in seen:
+        errors.append(RowError(line, f"duplicate email {email} (already on line {seen[emails.key(email)]})"))
+    elif email:
+        seen[emails.key(email)] = line
     raw_sync = fields[index["calendar_sync"]].strip()
     sync = parse_bool(raw_sync)
     if sync is None:

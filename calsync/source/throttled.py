@@ -3,7 +3,8 @@
 Every call to the wrapped source holds one fleet-wide slot (calsync.throttle), and a
 server's back-off request is published to every worker of that account before the error
 travels on. A chunk of polls made one after another holds one slot for all of them
-(`lane()`), re-checking the back-off before each request.
+(`lane()`), re-checking the back-off before each request. Each HTTP request under a slot
+extends it to cover that request's deadline (calsync.source.request_hook).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from calsync.errors import SourceError
+from calsync.source import request_hook
 from calsync.source.port import CalendarSource
 from calsync.sync.model import Appointment, RefusedItem, SyncPage
 from calsync.throttle import AccountThrottle, Lane
@@ -35,13 +37,13 @@ class ThrottledSource:
             raise
 
     def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
-        with self.throttle.slot():
+        with self.throttle.slot() as lane, request_hook.each_request(lane.cover_request):
             return self.passing_back_off(lambda: self.inner.sync_page(mailbox, cursor, max_changes))
 
     def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         if not item_ids:
             return []
-        with self.throttle.slot():
+        with self.throttle.slot() as lane, request_hook.each_request(lane.cover_request):
             return self.passing_back_off(lambda: self.inner.get_items(mailbox, item_ids))
 
     @contextmanager
@@ -60,10 +62,12 @@ class LaneSource:
 
     def sync_page(self, mailbox: str, cursor: str | None, max_changes: int) -> SyncPage:
         self.lane.before_request()
-        return self.outer.passing_back_off(lambda: self.outer.inner.sync_page(mailbox, cursor, max_changes))
+        with request_hook.each_request(self.lane.cover_request):
+            return self.outer.passing_back_off(lambda: self.outer.inner.sync_page(mailbox, cursor, max_changes))
 
     def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         if not item_ids:
             return []
         self.lane.before_request()
-        return self.outer.passing_back_off(lambda: self.outer.inner.get_items(mailbox, item_ids))
+        with request_hook.each_request(self.lane.cover_request):
+            return self.outer.passing_back_off(lambda: self.outer.inner.get_items(mailbox, item_ids))

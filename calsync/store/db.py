@@ -2,7 +2,9 @@
 
 Celery's prefork workers fork after importing the app; a pool opened before the fork would
 share sockets between processes. The pool is therefore created lazily and re-created when
-the process id changes, and never at import time.
+the process id changes, and never at import time. Each pooled session gets an idle-in-transaction
+timeout and a statement timeout (CALSYNC_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS,
+CALSYNC_DB_STATEMENT_TIMEOUT_SECONDS).
 """
 
 from __future__ import annotations
@@ -35,12 +37,30 @@ def pool(max_size: int = 8) -> ConnectionPool[Any]:
                 kwargs={"autocommit": False, "row_factory": dict_row},
                 # Dead connections (Postgres restarted) are detected before use, not by a failed query.
                 check=ConnectionPool.check_connection,
+                configure=_session_limits,
                 reconnect_timeout=60,
                 open=True,
                 name="calsync",
             )
             _pool_pid = os.getpid()
         return _pool
+
+
+def _session_limits(conn: psycopg.Connection[Any]) -> None:
+    """Postgres ends what a frozen worker would hold: an idle transaction, a runaway statement.
+
+    Set per session (not in the URL's `options`, which a deployment may use for its own settings).
+    """
+    cfg = env()
+    conn.execute(
+        "SELECT set_config('idle_in_transaction_session_timeout', %s, false), "
+        "set_config('statement_timeout', %s, false)",
+        (
+            f"{int(cfg.db_idle_in_transaction_timeout_seconds * 1000)}ms",
+            f"{int(cfg.db_statement_timeout_seconds * 1000)}ms",
+        ),
+    )
+    conn.commit()
 
 
 def close_pool() -> None:

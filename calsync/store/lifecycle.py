@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import psycopg
 
+from calsync.operators.emails import key as email_key
+
 
 class Status(StrEnum):
     """What an administrator sees per operator (`calsync status`, metrics, the console)."""
@@ -632,9 +634,9 @@ def request_sync(conn: psycopg.Connection[Any], emails: list[str] | None) -> lis
         UPDATE sync_state s SET next_poll_at = now(), updated_at = now()
           FROM operators o
          WHERE o.id = s.operator_id AND o.calendar_sync
-           AND (%(emails)s::text[] IS NULL OR lower(o.email) = ANY(%(emails)s))
+           AND (%(emails)s::text[] IS NULL OR o.email_key = ANY(%(emails)s))
         RETURNING o.id, o.email
         """,
-        {"emails": [e.lower() for e in emails] if emails else None},
+        {"emails": [email_key(e) for e in emails] if emails else None},
     ).fetchall()
     return [(r["id"], r["email"]) for r in rows]

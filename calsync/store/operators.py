@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from calsync.operators.csv_import import OperatorRow
+from calsync.operators.emails import key as email_key
 from calsync.store import lifecycle, refusals
 
 # Serialises bulk imports: two large imports touching the same rows in different orders
@@ -107,12 +108,12 @@ def _operator(row: Any) -> Operator:
 
 
 def get(conn: psycopg.Connection[Any], email: str) -> Operator | None:
-    row = conn.execute(_SELECT + " WHERE lower(o.email) = lower(%s)", (email,)).fetchone()
+    row = conn.execute(_SELECT + " WHERE o.email_key = %s", (email_key(email),)).fetchone()
     return _operator(row) if row else None
 
 
 def list_operators(conn: psycopg.Connection[Any], status: str | None = None) -> list[Operator]:
-    query = _SELECT + (" WHERE s.status = %s" if status else "") + " ORDER BY lower(o.email)"
+    query = _SELECT + (" WHERE s.status = %s" if status else "") + " ORDER BY o.email_key"
     return [_operator(r) for r in conn.execute(query, (status,) if status else ())]
 
 
@@ -120,22 +121,22 @@ def resolve(conn: psycopg.Connection[Any], emails: Iterable[str]) -> list[int]:
     """Operator ids for the emails, in order; all-or-nothing so a typo changes nobody."""
     wanted = list(dict.fromkeys(e.strip() for e in emails))
     rows = conn.execute(
-        "SELECT id, lower(email) AS key FROM operators WHERE lower(email) = ANY(%s)",
-        ([e.lower() for e in wanted],),
+        "SELECT id, email_key AS key FROM operators WHERE email_key = ANY(%s)",
+        ([email_key(e) for e in wanted],),
     ).fetchall()
     ids = {r["key"]: r["id"] for r in rows}
-    missing = [e for e in wanted if e.lower() not in ids]
+    missing = [e for e in wanted if email_key(e) not in ids]
     if missing:
         raise OperatorNotFound(missing)
-    return list(dict.fromkeys(ids[e.lower()] for e in wanted))
+    return list(dict.fromkeys(ids[email_key(e)] for e in wanted))
 
 
 def add(conn: psycopg.Connection[Any], email: str, name: str, calendar_sync: bool) -> Operator:
     """Create an operator; the insert trigger creates its sync_state (due when enabled)."""
     row = conn.execute(
-        "INSERT INTO operators (email, display_name, calendar_sync) VALUES (%s, %s, %s) "
-        "ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
-        (email, name, calendar_sync),
+        "INSERT INTO operators (email, email_key, display_name, calendar_sync) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (email_key) DO NOTHING RETURNING id",
+        (email, email_key(email), name, calendar_sync),
     ).fetchone()
     if row is None:
         existing = get(conn, email)
@@ -160,7 +161,7 @@ def update(
         "SELECT email, display_name FROM operators WHERE id = %s FOR UPDATE", (operator_id,)
     ).fetchone()
     assert current is not None
-    mailbox_changed = new_email is not None and new_email.lower() != current["email"].lower()
+    mailbox_changed = new_email is not None and email_key(new_email) != email_key(current["email"])
     if new_email is not None and mailbox_changed:
         other = get(conn, new_email)
         if other is not None:
@@ -170,8 +171,8 @@ def update(
     if (target_email, target_name) != (current["email"], current["display_name"]):
         try:
             conn.execute(
-                "UPDATE operators SET email = %s, display_name = %s, updated_at = now() WHERE id = %s",
-                (target_email, target_name, operator_id),
+                "UPDATE operators SET email = %s, email_key = %s, display_name = %s, updated_at = now() WHERE id = %s",
+                (target_email, email_key(target_email), target_name, operator_id),
             )
         except psycopg.errors.UniqueViolation as exc:  # added by someone else meanwhile
             raise OperatorExists(target_email, target_email) from exc
@@ -253,21 +254,22 @@ def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_
     """
     conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(_IMPORT_LOCK_KEY)))
     conn.execute(
-        "CREATE TEMP TABLE operator_import (line integer NOT NULL, email text NOT NULL, "
+        "CREATE TEMP TABLE operator_import (line integer NOT NULL, email text NOT NULL, email_key text NOT NULL, "
         "display_name text NOT NULL, calendar_sync boolean NOT NULL) ON COMMIT DROP"
     )
-    with conn.cursor().copy("COPY operator_import (line, email, display_name, calendar_sync) FROM STDIN") as copy:
+    columns = "line, email, email_key, display_name, calendar_sync"
+    with conn.cursor().copy(f"COPY operator_import ({columns}) FROM STDIN") as copy:
         for r in rows:
-            copy.write_row((r.line, r.email, r.name, r.calendar_sync))
+            copy.write_row((r.line, r.email, email_key(r.email), r.name, r.calendar_sync))
     conn.execute("ANALYZE operator_import")
     if dry_run:
         return _plan(conn)
     counts = conn.execute(
         """
         WITH up AS (
-            INSERT INTO operators (email, display_name, calendar_sync)
-            SELECT email, display_name, calendar_sync FROM operator_import ORDER BY line
-            ON CONFLICT ((lower(email))) DO UPDATE SET
+            INSERT INTO operators (email, email_key, display_name, calendar_sync)
+            SELECT email, email_key, display_name, calendar_sync FROM operator_import ORDER BY line
+            ON CONFLICT (email_key) DO UPDATE SET
                 display_name = CASE WHEN EXCLUDED.display_name = '' THEN operators.display_name
                                     ELSE EXCLUDED.display_name END,
                 calendar_sync = EXCLUDED.calendar_sync,
@@ -284,7 +286,7 @@ def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_
     imported = [
         r["id"]
         for r in conn.execute(
-            "SELECT o.id FROM operators o JOIN operator_import i ON lower(o.email) = lower(i.email) ORDER BY o.id"
+            "SELECT o.id FROM operators o JOIN operator_import i ON o.email_key = i.email_key ORDER BY o.id"
         )
     ]
     disabled, enabled = lifecycle.reconcile(conn, imported)
@@ -326,7 +328,7 @@ def _plan(conn: psycopg.Connection[Any]) -> ImportResult:
         """
         SELECT i.line, i.email, i.display_name, i.calendar_sync, o.id,
                o.display_name AS old_name, o.calendar_sync AS old_sync
-        FROM operator_import i LEFT JOIN operators o ON lower(o.email) = lower(i.email)
+        FROM operator_import i LEFT JOIN operators o ON o.email_key = i.email_key
         ORDER BY i.line
         """
     ):

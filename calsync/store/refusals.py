@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from calsync.operators.emails import key as email_key
 from calsync.sync.model import RefusedItem
 
 REASON_LIMIT = 2000
@@ -44,11 +45,11 @@ def listed(conn: psycopg.Connection[Any], emails: list[str] | None = None, limit
         """
         SELECT o.email, r.item_id, r.code, r.reason, r.first_refused_at, r.refused_at
           FROM refused_items r JOIN operators o ON o.id = r.operator_id
-         WHERE %(emails)s::text[] IS NULL OR lower(o.email) = ANY(%(emails)s)
+         WHERE %(emails)s::text[] IS NULL OR o.email_key = ANY(%(emails)s)
          ORDER BY r.refused_at DESC
          LIMIT %(limit)s
         """,
-        {"emails": [e.lower() for e in emails] if emails else None, "limit": limit},
+        {"emails": [email_key(e) for e in emails] if emails else None, "limit": limit},
     ).fetchall()
     return [dict(r) for r in rows]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from calsync.operators.emails import key as email_key
 from calsync.store.lifecycle import STATUSES
 
 
@@ -47,11 +48,11 @@ def operators(
                s.attempts, s.batches_total, s.items_created, s.items_updated, s.items_deleted, s.in_flight,
                (SELECT count(*) FROM appointments a WHERE a.operator_id = o.id) AS appointments
           FROM operators o JOIN sync_state s ON s.operator_id = o.id
-         WHERE (%(emails)s::text[] IS NULL OR lower(o.email) = ANY(%(emails)s))
+         WHERE (%(emails)s::text[] IS NULL OR o.email_key = ANY(%(emails)s))
            AND (%(status)s::text IS NULL OR s.status = %(status)s)
          ORDER BY o.email
         """,
-        {"emails": [e.lower() for e in emails] if emails else None, "status": status},
+        {"emails": [email_key(e) for e in emails] if emails else None, "status": status},
     ).fetchall()
     out = []
     for r in rows:

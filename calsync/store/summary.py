@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 
+from calsync.operators.emails import key as email_key
+
 
 def reset(conn: psycopg.Connection[Any]) -> None:
     """Empty every calsync table (the demo's own database only): operators cascade to their
@@ -29,8 +31,8 @@ def polled_since(conn: psycopg.Connection[Any], emails: list[str], since: dt.dat
     """Of these operators, how many completed a sync after `since`."""
     row = conn.execute(
         "SELECT count(*) AS n FROM sync_state s JOIN operators o ON o.id = s.operator_id "
-        "WHERE lower(o.email) = ANY(%s) AND s.last_success_at > %s",
-        ([e.lower() for e in emails], since),
+        "WHERE o.email_key = ANY(%s) AND s.last_success_at > %s",
+        ([email_key(e) for e in emails], since),
     ).fetchone()
     return int(row["n"]) if row else 0
 

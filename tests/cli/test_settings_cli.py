@@ -47,6 +47,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("graph_authority_url", "login.microsoftonline.com"),
     ("graph_base_url", "ftp://graph.microsoft.com/v1.0"),
     ("graph_max_concurrency", "0"),
+    ("allow_insecure_http", "maybe"),
 ]
 
 GOOD_VALUES: dict[str, tuple[str, Any]] = {
@@ -67,6 +68,7 @@ GOOD_VALUES: dict[str, tuple[str, Any]] = {
     "graph_authority_url": ("https://login.microsoftonline.us/", "https://login.microsoftonline.us"),
     "graph_base_url": ("https://graph.microsoft.us/v1.0", "https://graph.microsoft.us/v1.0"),
     "graph_max_concurrency": ("64", 64),
+    "allow_insecure_http": ("true", True),
 }
 
 

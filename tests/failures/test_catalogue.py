@@ -26,6 +26,12 @@ OTHER_CODES = {
     "UnexpectedError": "transient",
     "DatabaseUnavailable": "transient",
     "RedisUnavailable": "transient",
+    # refused by the EWS adapter before parsing (errors._REFUSED)
+    "ResponseTimeout": "transient",
+    "ResponseTooLarge": "transient",
+    "MalformedResponse": "transient",
+    "UnsafeXmlResponse": "transient",
+    "TruncatedResponse": "transient",
 }
 
 

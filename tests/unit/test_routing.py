@@ -17,8 +17,8 @@ def _messages(client: Any, queue: str) -> list[dict[str, Any]]:
 
 def test_a_changed_route_moves_both_publish_paths(clean_redis: Any) -> None:
     from calsync.celery import app
+    from calsync.runtime import broker_client
     from calsync.tasks import names
-    from calsync.tasks.base import broker_client
     from calsync.tasks.poll import poll_chunk
     from calsync.tasks.publish import publish_first_batches, publish_poll_chunks, queue_for
     from calsync.tasks.sync import sync_batch

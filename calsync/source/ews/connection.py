@@ -9,12 +9,13 @@ TLS is always verified: against the system's trust store, or against the PEM bun
 CALSYNC_EWS_CA_BUNDLE (an internal CA). exchangelib builds its HTTP adapters from one class
 attribute; ours pins `verify` per endpoint, so nothing (not even verify=False from a session
 or REQUESTS_CA_BUNDLE) can switch verification off. The adapter also times each request
-for the metrics.
+for the metrics, and bounds each answer in time and size (see VerifyingAdapter).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -32,7 +33,17 @@ from exchangelib.version import Build, Version
 
 from calsync import metrics
 from calsync.config import ConfigError, env
-from calsync.source.ews.errors import ServerHintPolicy, TruncatedResponse, install_back_off_parser
+from calsync.source import request_hook
+from calsync.source.ews import deadline
+from calsync.source.ews.errors import (
+    MalformedBody,
+    ResponseTimeout,
+    ResponseTooLarge,
+    ServerHintPolicy,
+    TruncatedResponse,
+    UnsafeXml,
+    install_back_off_parser,
+)
 
 # The build each configured version stands for; the API version follows from it.
 BUILDS: dict[str, Build] = {
@@ -89,31 +100,86 @@ def trust(url: str, ca_bundle: str) -> None:
 
 
 class VerifyingAdapter(requests.adapters.HTTPAdapter):
-    """exchangelib's HTTP adapter: verification always on, with the endpoint's CA bundle if it has one."""
+    """exchangelib's HTTP adapter: verification always on, and every answer bounded and checked.
+
+    Each request has a deadline for the whole exchange (calsync.source.ews.deadline) and a size
+    limit for its body, read here in chunks so a huge or endless answer is never buffered whole
+    (CALSYNC_EWS_REQUEST_DEADLINE_SECONDS, CALSYNC_EWS_MAX_RESPONSE_BYTES). A 200 must be a
+    complete SOAP envelope without a DTD: anything else is refused before exchangelib parses it.
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # The pools hand each connection to its request's deadline ticket (the watchdog needs the socket).
+        self.poolmanager.pool_classes_by_scheme = deadline.POOL_CLASSES
 
     def send(self, request: Any, stream: bool = False, timeout: Any = None, verify: Any = True, cert: Any = None,
              proxies: Any = None) -> Any:  # fmt: skip
         bundle = _verify.get(_origin(request.url or "")) if request.url else None
         op = metrics.operation_of(request.body)
+        request_hook.before_request()  # the fleet-wide slot now covers this request's deadline
+        cfg = env()
+        seconds = cfg.ews_request_deadline_seconds
+        ticket = deadline.start(seconds)
         started = time.monotonic()
         try:
-            response = super().send(
-                request, stream=stream, timeout=timeout, verify=bundle or True, cert=cert, proxies=proxies
-            )
-        except Exception:
+            response = super().send(request, stream=True, timeout=timeout, verify=bundle or True, cert=cert,
+                                    proxies=proxies)  # fmt: skip
+            body = _read_body(response, cfg.ews_max_response_bytes)
+        except Exception as exc:
             metrics.observe_ews(op, "error", time.monotonic() - started)
+            if ticket.fired and not isinstance(exc, ResponseTooLarge):
+                raise ResponseTimeout(
+                    f"EWS {op or 'request'} had no complete answer within {seconds:g}s "
+                    "(CALSYNC_EWS_REQUEST_DEADLINE_SECONDS); the connection was closed"
+                ) from exc
             raise
+        finally:
+            deadline.finish(ticket)
         metrics.observe_ews(op, str(response.status_code), time.monotonic() - started)
         if response.status_code == 200:
-            # exchangelib parses leniently: a body cut short (a proxy, a dropped connection
-            # with a correct Content-Length) yields a partial page whose SyncState would be
-            # stored, silently losing the changes that were cut off. A complete SOAP answer
-            # ends with its Envelope; anything else is refused before exchangelib sees it.
-            body = response.content
-            if not body.rstrip().endswith(b"Envelope>"):
-                response.close()
-                raise TruncatedResponse(f"EWS answered {len(body)} bytes that end before </Envelope>")
+            _check_soap(body, response.headers.get("Content-Type", ""))
         return response
+
+
+def _read_body(response: Any, limit: int) -> bytes:
+    """The whole body, in chunks, refused as soon as it is known to exceed `limit` bytes."""
+    length = str(response.headers.get("Content-Length", "")).strip()
+    if length.isdigit() and int(length) > limit:
+        response.close()
+        raise ResponseTooLarge(f"EWS announced a {int(length)}-byte answer; the limit is {limit} bytes")
+    buf = bytearray()
+    for chunk in response.iter_content(64 * 1024):
+        buf += chunk
+        if len(buf) > limit:
+            response.close()
+            raise ResponseTooLarge(f"EWS sent more than {limit} bytes in one answer; the rest was not read")
+    body = bytes(buf)
+    response._content = body
+    response._content_consumed = True
+    return body
+
+
+_HTML = re.compile(rb"^\s*(<!doctype\s+html|<html)", re.IGNORECASE)
+_TITLE = re.compile(rb"<title>([^<]{0,120})", re.IGNORECASE)
+# SOAP forbids a document type declaration; one in an answer can only be an entity attack
+# (billion laughs) or an external entity (XXE). exchangelib's parser does not expand them, but it
+# silently drops what they stood for, so the answer is refused instead of half-read.
+_DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def _check_soap(body: bytes, content_type: str) -> None:
+    if "html" in content_type.lower() or _HTML.match(body[:1024]):
+        title = _TITLE.search(body[:4096])
+        shown = f" titled {title.group(1).decode('utf-8', 'replace').strip()!r}" if title else ""
+        raise MalformedBody(f"EWS answered HTTP 200 with an HTML page{shown} instead of SOAP XML")
+    if b"<!" in body and _DTD.search(body):  # memchr first: a DTD-free answer costs one scan
+        raise UnsafeXml("EWS answered with a document type declaration (entity definitions); refused unparsed")
+    # exchangelib parses leniently: a body cut short (a proxy, a dropped connection with a
+    # correct Content-Length) yields a partial page whose SyncState would be stored, silently
+    # losing the changes that were cut off. A complete SOAP answer ends with its Envelope.
+    if not body.rstrip().endswith(b"Envelope>"):
+        raise TruncatedResponse(f"EWS answered {len(body)} bytes that end before </Envelope>")
 
 
 BaseProtocol.HTTP_ADAPTER_CLS = VerifyingAdapter

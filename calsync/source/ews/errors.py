@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 from exchangelib import errors as ex
+from exchangelib.fields import InvalidFieldForVersion
 from exchangelib.protocol import FailFast
 from exchangelib.services.common import EWSService
 
@@ -199,6 +200,35 @@ class TruncatedResponse(Exception):
     """An HTTP 200 whose SOAP body is incomplete (see connection.VerifyingAdapter); retried as transient."""
 
 
+class ResponseTimeout(Exception):
+    """No complete answer within the request's deadline; the watchdog closed the connection.
+
+    Not a ConnectionError on purpose: exchangelib would rename it ErrorTimeoutExpired.
+    """
+
+
+class ResponseTooLarge(Exception):
+    """An answer beyond CALSYNC_EWS_MAX_RESPONSE_BYTES, refused before it was read whole."""
+
+
+class MalformedBody(Exception):
+    """An HTTP 200 that is not SOAP at all (an HTML page from a proxy)."""
+
+
+class UnsafeXml(Exception):
+    """An answer with a DTD: entity expansion (billion laughs) or an external entity (XXE)."""
+
+
+# Refusals of the adapter, by what it found; the first in the exception chain decides.
+_REFUSED: tuple[tuple[type[BaseException], str], ...] = (
+    (ResponseTimeout, "ResponseTimeout"),
+    (ResponseTooLarge, "ResponseTooLarge"),
+    (MalformedBody, "MalformedResponse"),
+    (UnsafeXml, "UnsafeXmlResponse"),
+    (TruncatedResponse, "TruncatedResponse"),
+)
+
+
 def _detail(exc: BaseException) -> str:
     text = " | ".join(str(link).strip() or type(link).__name__ for link in _chain(exc))
     return text[:1000]
@@ -211,8 +241,13 @@ def classify(exc: BaseException) -> SourceError:
     first = text.split(" | ", 1)[0].splitlines()[0][:500] if text else type(exc).__name__
     if isinstance(exc, ex.ErrorInvalidSyncStateData):
         return InvalidCursor(first)
-    if any(isinstance(link, TruncatedResponse) for link in _chain(exc)):
-        return SourceError("TruncatedResponse", T, first)
+    for link in _chain(exc):
+        for refused, code in _REFUSED:
+            if isinstance(link, refused):
+                return SourceError(code, T, str(link)[:500] or first)
+    if any(isinstance(link, InvalidFieldForVersion) for link in _chain(exc)):
+        # exchangelib fell back to the older version the server speaks, which lacks fields calsync reads.
+        return SourceError("ErrorInvalidServerVersion", G, first)
     network = _network(exc, text)
     if network is not None:
         network.detail = first
