@@ -22,7 +22,7 @@ from bench import common
 common.use_bench_environment()  # before anything reads calsync.config
 
 from bench import report  # noqa: E402
-from bench.scenarios import dispatcher, first_sync, graph, latency, memory, polling, simulator  # noqa: E402
+from bench.scenarios import console, dispatcher, first_sync, graph, latency, memory, polling, simulator  # noqa: E402
 
 SCENARIOS = {
     "simulator": simulator.run,
@@ -31,6 +31,7 @@ SCENARIOS = {
     "first_sync": first_sync.run,
     "latency": latency.run,
     "memory": memory.run,
+    "console": console.run,
     "graph": graph.run,
 }
 

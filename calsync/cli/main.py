@@ -12,6 +12,7 @@ import sys
 import click
 
 from calsync import logredact
+from calsync.cli.console import console
 from calsync.cli.db import db
 from calsync.cli.metrics import metrics
 from calsync.cli.operators import operators
@@ -49,3 +50,4 @@ cli.add_command(operators)
 cli.add_command(status)
 cli.add_command(sync)
 cli.add_command(metrics)
+cli.add_command(console)
