@@ -463,7 +463,7 @@ _ENTRIES += (
         "Microsoft Graph denies calsync's app access to this mailbox.",
         "An RBAC for Applications management scope (or an application access policy) leaves this mailbox out.",
         "Add the mailbox to the scope: Exchange Online PowerShell, `Get-ManagementScope` for calsync's role "
-        "assignment, then add the user to the group or filter it names (see README, 'Exchange Online').",
+        "assignment, then add the user to the group or filter it names (docs/graph.md).",
     ),
     Entry(
         "GraphMailboxNotEnabledForRest",
