@@ -42,7 +42,10 @@ def bench_env(sim: Any | None = None, **extra: str) -> dict[str, str]:
     """The environment of every calsync process the bench starts (and of the bench itself)."""
     out = {"CALSYNC_DATABASE_URL": DB_URL, "CALSYNC_REDIS_URL": REDIS_URL, **extra}
     if sim is not None:
+        from calsync.simulator.graph import DEFAULT_CLIENT_SECRET
+
         out.update(CALSYNC_EWS_USERNAME=sim.user, CALSYNC_EWS_PASSWORD=sim.password)
+        out.update(CALSYNC_GRAPH_CLIENT_SECRET=DEFAULT_CLIENT_SECRET)  # the simulator's app (scenario 7)
     return out
 
 

@@ -22,7 +22,17 @@ from bench import common
 common.use_bench_environment()  # before anything reads calsync.config
 
 from bench import report  # noqa: E402
-from bench.scenarios import console, dispatcher, first_sync, latency, memory, polling, push, simulator  # noqa: E402
+from bench.scenarios import (  # noqa: E402
+    console,
+    dispatcher,
+    first_sync,
+    graph,
+    latency,
+    memory,
+    polling,
+    push,
+    simulator,
+)
 
 SCENARIOS = {
     "simulator": simulator.run,
@@ -33,6 +43,7 @@ SCENARIOS = {
     "memory": memory.run,
     "push": push.run,
     "console": console.run,
+    "graph": graph.run,
 }
 
 
@@ -61,6 +72,15 @@ def _notes(r: dict[str, Any]) -> list[str]:
                 f"{big['steady_claim_s']:.2f} s, enqueue {big['steady_enqueue_s']:.2f} s as "
                 f"{big['steady_messages']:,} calsync.poll_chunk messages."
             )
+    g = r.get("graph") or {}
+    if g.get("polling") and g.get("first_sync"):
+        gp, gf = g["polling"], g["first_sync"]
+        notes.append(
+            f"7. Graph beside EWS (same simulator, fleet and settings; 20 ms latency): steady polls "
+            f"{gp['graph']['polls_per_s']} polls/s through Graph, {gp['ews']['polls_per_s']} through EWS "
+            f"({g['polls_ratio']}x); first sync {gf['graph']['appointments_per_s']} appointments/s through Graph, "
+            f"{gf['ews']['appointments_per_s']} through EWS ({g['first_sync_ratio']}x)."
+        )
     f = r.get("first_sync") or {}
     if f.get("twenty_1472_events_s"):
         notes.append(

@@ -59,6 +59,12 @@ class EnvConfig(BaseSettings):
     # cancelled instead of holding locks for the rest of the lease. 0 switches it off.
     db_statement_timeout_seconds: float = Field(default=120.0, ge=0, le=86400)
 
+    # Microsoft Graph app-only credential: a client secret (value or file) or a certificate
+    # (one PEM file holding the private key and the certificate uploaded to the app).
+    graph_client_secret: SecretStr | None = None
+    graph_client_secret_file: Path | None = None
+    graph_certificate: Path | None = None
+
     smtp_url: SecretStr | None = None
     smtp_from: str = "calsync@localhost"
 
@@ -80,6 +86,12 @@ class EnvConfig(BaseSettings):
     def _password_sources(self) -> EnvConfig:
         if self.ews_password is not None and self.ews_password_file is not None:
             raise ValueError("set only one of CALSYNC_EWS_PASSWORD and CALSYNC_EWS_PASSWORD_FILE, not both")
+        graph = [self.graph_client_secret, self.graph_client_secret_file, self.graph_certificate]
+        if sum(v is not None for v in graph) > 1:
+            raise ValueError(
+                "set only one of CALSYNC_GRAPH_CLIENT_SECRET, CALSYNC_GRAPH_CLIENT_SECRET_FILE and "
+                "CALSYNC_GRAPH_CERTIFICATE"
+            )
         return self
 
     @property
@@ -118,6 +130,59 @@ class EnvConfig(BaseSettings):
         if self.ews_password_file is not None:
             return f"file {self.ews_password_file} (CALSYNC_EWS_PASSWORD_FILE)"
         return "not set"
+
+    def graph_credential(self) -> str | dict[str, str] | None:
+        """MSAL's client_credential: the secret, or the certificate's key and thumbprint; read at call time."""
+        if self.graph_client_secret is not None:
+            return self.graph_client_secret.get_secret_value()
+        if self.graph_client_secret_file is not None:
+            try:
+                return self.graph_client_secret_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"CALSYNC_GRAPH_CLIENT_SECRET_FILE={self.graph_client_secret_file}: cannot read it "
+                    f"({exc.strerror}); point it at a readable file that holds the app's client secret"
+                ) from exc
+        if self.graph_certificate is not None:
+            return _certificate_credential(self.graph_certificate)
+        return None
+
+    def graph_secret_source(self) -> str:
+        if self.graph_client_secret is not None:
+            return "environment (CALSYNC_GRAPH_CLIENT_SECRET)"
+        if self.graph_client_secret_file is not None:
+            return f"file {self.graph_client_secret_file} (CALSYNC_GRAPH_CLIENT_SECRET_FILE)"
+        if self.graph_certificate is not None:
+            return f"certificate {self.graph_certificate} (CALSYNC_GRAPH_CERTIFICATE)"
+        return "not set"
+
+
+def _certificate_credential(path: Path) -> dict[str, str]:
+    """MSAL wants the private key and the certificate's SHA-1 thumbprint (as Entra ID shows it)."""
+    import base64
+    import hashlib
+    import re
+
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise ConfigError(
+            f"CALSYNC_GRAPH_CERTIFICATE={path}: cannot read it ({exc.strerror}); point it at a PEM file with "
+            "the app's private key and its certificate"
+        ) from exc
+    key = re.search(r"-----BEGIN (?:RSA |EC )?PRIVATE KEY-----.+?-----END (?:RSA |EC )?PRIVATE KEY-----", text, re.S)
+    cert = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", text, re.S)
+    if key is None or cert is None:
+        raise ConfigError(
+            f"CALSYNC_GRAPH_CERTIFICATE={path}: expected a PEM private key and a PEM certificate in one file "
+            "(cat key.pem cert.pem > calsync-graph.pem)"
+        )
+    der = base64.b64decode("".join(cert.group(1).split()))
+    return {
+        "private_key": key.group(0),
+        "thumbprint": hashlib.sha1(der).hexdigest().upper(),
+        "public_certificate": cert.group(0),
+    }
 
 
 def load_env(**overrides: object) -> EnvConfig:

@@ -30,6 +30,13 @@ class ExchangeVersion(StrEnum):
     EXCHANGE2019 = "Exchange2019"
 
 
+class SourceKind(StrEnum):
+    """Which API a mailbox is read through: EWS (on-premises) or Microsoft Graph (Exchange Online)."""
+
+    EWS = "ews"
+    GRAPH = "graph"
+
+
 class SettingError(ValueError):
     """A setting's value is not allowed; str() is the one line shown to the administrator."""
 
@@ -95,6 +102,42 @@ class SyncSettings(BaseModel):
         description="accept an http:// exchange_url on a non-loopback host (sends the password in clear text)",
     )
 
+    # Microsoft Graph (Exchange Online). The client secret or certificate is never a setting:
+    # CALSYNC_GRAPH_CLIENT_SECRET, CALSYNC_GRAPH_CLIENT_SECRET_FILE or CALSYNC_GRAPH_CERTIFICATE.
+    source: SourceKind = Field(
+        default=SourceKind.EWS, description="default source of an operator's mailbox (an operator may override it)"
+    )
+    graph_tenant_id: str | None = Field(default=None, description="Entra ID tenant (GUID or domain)")
+    graph_client_id: str | None = Field(default=None, description="application (client) id of calsync's app")
+    graph_authority_url: str = Field(
+        default="https://login.microsoftonline.com",
+        description="Entra ID authority host; national clouds differ (login.microsoftonline.us, ...)",
+    )
+    graph_base_url: str = Field(
+        default="https://graph.microsoft.com/v1.0",
+        description="Graph API root; national clouds differ (graph.microsoft.us/v1.0, ...)",
+    )
+    graph_max_concurrency: int = Field(
+        default=16, ge=1, le=256, description="fleet-wide concurrent Graph requests of the app (4 per mailbox at most)"
+    )
+
+    @field_validator("graph_tenant_id", "graph_client_id")
+    @classmethod
+    def _graph_id(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        assert v is not None
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$", v):
+            raise ValueError("must be a GUID such as 6f1c5c3e-0000-4000-8000-000000000000 (or the tenant's domain)")
+        return v
+
+    @field_validator("graph_authority_url", "graph_base_url")
+    @classmethod
+    def _graph_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://graph.microsoft.com/v1.0")
+        return v.rstrip("/")
+
     @field_validator("exchange_url")
     @classmethod
     def _url(cls, v: str) -> str:
@@ -110,6 +153,12 @@ class SyncSettings(BaseModel):
                 "a network you trust, run `calsync settings set allow_insecure_http true` first "
                 "(http:// to 127.0.0.1/localhost, such as the simulator, is always allowed)"
             )
+        for name in ("graph_authority_url", "graph_base_url"):
+            if insecure_http(getattr(self, name)):
+                raise ValueError(
+                    f"{name}: http:// would send the app's secret or tokens in clear text; use https:// "
+                    "(http:// to 127.0.0.1/localhost, such as the simulator, is allowed)"
+                )
         return self
 
     @field_validator("notification_url")
@@ -167,6 +216,8 @@ def allowed_text(key: str) -> str:
         return "an integer from 1 to 512 (Exchange's MaxChangesReturned range)"
     if key in ("sync_private_details", "allow_insecure_http"):
         return "true or false"
+    if key == "source":
+        return "one of " + ", ".join(v.value for v in SourceKind)
     bounds = []
     for meta in field.metadata:
         for name, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):

@@ -19,6 +19,7 @@ from calsync.cli.settings import open_database
 from calsync.operators import emails
 from calsync.operators.csv_import import CsvFileError, ParsedFile, read_operators_file
 from calsync.store import operators as store
+from calsync.store import settings as settings_store
 from calsync.store.lifecycle import STATUSES
 from calsync.store.operators import ImportResult, OperatorError
 
@@ -52,14 +53,41 @@ def operators() -> None:
 @click.option(
     "--sync/--no-sync", default=True, show_default=True, help="Calendar Sync on creation (the seed's default)."
 )
-def add(email: str, name: str, sync: bool) -> None:
+@click.option(
+    "--source",
+    type=click.Choice(["ews", "graph"]),
+    default=None,
+    help="Read this mailbox through EWS or Graph (default: the `source` setting).",
+)
+def add(email: str, name: str, sync: bool, source: str | None) -> None:
     """Create an operator; with --sync (default) its first sync is due at once."""
     try:
         with open_database() as conn:
             op = store.add(conn, email, name.strip(), sync)
+            if source is not None:
+                store.set_source(conn, [op.id], source, settings_store.load(conn).source.value)
     except OperatorError as exc:
         _fail(str(exc))
     click.echo(f"added {op.email} (id {op.id}, calendar sync {'on' if op.calendar_sync else 'off'}, {op.status})")
+
+
+@operators.command("source")
+@click.argument("source", type=click.Choice(["ews", "graph", "default"]))
+@click.argument("emails", nargs=-1, required=True, callback=_emails)
+def source_(source: str, emails: list[str]) -> None:
+    """Read these mailboxes through EWS or Graph ('default': the `source` setting).
+
+    A switch resyncs the operator; its appointments keep their row ids (matched by
+    iCalendar UID and original start), so the CRM sees updates, not deletes and creates.
+    """
+    try:
+        with open_database() as conn:
+            ids = store.resolve(conn, emails)
+            default = settings_store.load(conn).source.value
+            switched = store.set_source(conn, ids, None if source == "default" else source, default)
+    except OperatorError as exc:
+        _fail(str(exc))
+    click.echo(f"source {source} for {len(ids)} operator(s); {switched} switched and resyncing")
 
 
 @operators.command("update")

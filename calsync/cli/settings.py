@@ -101,8 +101,19 @@ def secrets_report(config: EnvConfig) -> dict[str, str]:
     return {
         "ews_username": ews_username_source(config),
         "ews_password": ews_password_source(config),
+        "graph_credential": graph_credential_source(config),
         "smtp_url": smtp_source(config),
     }
+
+
+def graph_credential_source(config: EnvConfig) -> str:
+    source = config.graph_secret_source()
+    if source == "not set":
+        source += " (CALSYNC_GRAPH_CLIENT_SECRET, CALSYNC_GRAPH_CLIENT_SECRET_FILE or CALSYNC_GRAPH_CERTIFICATE)"
+    path = config.graph_client_secret_file or config.graph_certificate
+    if path is not None and not (path.is_file() and _readable(path)):
+        source += " - NOT READABLE, fix the path or its permissions"
+    return source
 
 
 def settings_report(current: SyncSettings) -> dict[str, dict[str, Any]]:
@@ -141,6 +152,7 @@ def show(as_json: bool) -> None:
     labels = {
         "ews_username": "EWS service account user",
         "ews_password": "EWS service account password",
+        "graph_credential": "Graph client secret or certificate",
         "smtp_url": "SMTP server",
     }
     for key, source in secrets.items():

@@ -343,6 +343,220 @@ _ENTRIES: tuple[Entry, ...] = (
     ),
 )
 
+# --- Microsoft Graph (Exchange Online): the same catalogue, Graph's failures ---
+_ENTRIES += (
+    Entry(
+        "GraphConsentMissing",
+        OP,
+        "Microsoft Graph denies calsync's app this mailbox, and the app's token carries no calendar permission.",
+        "The app has no admin consent for Calendars.Read (never granted, or revoked), or, with RBAC for "
+        "Applications, no role assignment whose scope holds this mailbox.",
+        "Entra ID, App registrations > calsync > API permissions: Microsoft Graph Calendars.Read (Application) and "
+        "'Grant admin consent'; or with RBAC for Applications add the mailbox to the scope of the 'Application "
+        "Calendars.Read' assignment (docs/graph.md). calsync checks the operator again within the hour; "
+        "`calsync sync EMAIL` retries at once.",
+    ),
+    Entry(
+        "GraphConsentRequired",
+        G,
+        "Entra ID refuses calsync's app a token until an administrator consents (AADSTS65001); syncing through "
+        "Graph is paused.",
+        "The app's permissions were never granted admin consent in this tenant, or the consent was withdrawn.",
+        "Entra ID, App registrations > calsync > API permissions: 'Grant admin consent'; syncing resumes by "
+        "itself at the next probe.",
+    ),
+    Entry(
+        "GraphUnauthorized",
+        G,
+        "Microsoft Graph rejected calsync's access token twice in a row; syncing is paused for everyone.",
+        "The token was revoked, the app was deleted or disabled, or the workers' clocks are far off.",
+        "Check the app registration in Entra ID and the workers' time (NTP); syncing resumes at the next probe.",
+    ),
+    Entry(
+        "GraphInvalidClientSecret",
+        G,
+        "Entra ID rejected calsync's client secret (AADSTS7000215); syncing through Graph is paused.",
+        "CALSYNC_GRAPH_CLIENT_SECRET (or its file) holds a wrong value: the secret's ID instead of its value, "
+        "or a secret of another app.",
+        "Create a new client secret for the app and put its Value in CALSYNC_GRAPH_CLIENT_SECRET or the file "
+        "named by CALSYNC_GRAPH_CLIENT_SECRET_FILE.",
+    ),
+    Entry(
+        "GraphClientSecretExpired",
+        G,
+        "calsync's client secret has expired (AADSTS7000222); syncing through Graph is paused.",
+        "Client secrets have an end date (at most two years).",
+        "Create a new client secret (or use a certificate: CALSYNC_GRAPH_CERTIFICATE) and update the workers.",
+    ),
+    Entry(
+        "GraphInvalidCertificate",
+        G,
+        "Entra ID rejected calsync's certificate (AADSTS700027); syncing through Graph is paused.",
+        "The certificate in CALSYNC_GRAPH_CERTIFICATE is not the one uploaded to the app, or it expired.",
+        "Upload the certificate (public part) to the app registration, or point CALSYNC_GRAPH_CERTIFICATE at "
+        "the PEM file (private key and certificate) whose certificate is uploaded.",
+    ),
+    Entry(
+        "GraphAppNotFound",
+        G,
+        "Entra ID does not know the configured app (AADSTS700016); syncing through Graph is paused.",
+        "graph_client_id is wrong, or the app is registered in another tenant than graph_tenant_id.",
+        "Set graph_client_id to the app's Application (client) ID and graph_tenant_id to its Directory "
+        "(tenant) ID: `calsync settings set graph_client_id ...`.",
+    ),
+    Entry(
+        "GraphTenantNotFound",
+        G,
+        "Entra ID does not know the configured tenant (AADSTS90002); syncing through Graph is paused.",
+        "graph_tenant_id is mistyped, or graph_authority_url points at another cloud than the tenant's.",
+        "Set graph_tenant_id to the Directory (tenant) ID and graph_authority_url to the tenant's cloud "
+        "(https://login.microsoftonline.com, or a national cloud's).",
+    ),
+    Entry(
+        "GraphAppDisabled",
+        G,
+        "calsync's app is disabled in the tenant (AADSTS7000112); syncing through Graph is paused.",
+        "An administrator disabled the app's enterprise application (service principal).",
+        "Entra ID, Enterprise applications > calsync > Properties: 'Enabled for users to sign-in' = Yes.",
+    ),
+    Entry(
+        "GraphServicePrincipalMissing",
+        G,
+        "Microsoft Graph is not available to the tenant (AADSTS500011); syncing through Graph is paused.",
+        "graph_base_url names a resource the tenant does not have (a national cloud's Graph for a global tenant).",
+        "Set graph_base_url to the tenant's cloud: https://graph.microsoft.com/v1.0 (global) or the national "
+        "cloud's Graph endpoint.",
+    ),
+    Entry(
+        "GraphTokenError",
+        G,
+        "Entra ID refused to issue calsync an access token; syncing through Graph is paused.",
+        "See the AADSTS code in the message; Microsoft documents each one.",
+        "Look the AADSTS code up (https://login.microsoftonline.com/error?code=NNN) and fix the app registration.",
+    ),
+    Entry(
+        "GraphAuthorityUnreachable",
+        G,
+        "Entra ID (the token endpoint) cannot be reached; syncing through Graph is paused.",
+        "graph_authority_url does not resolve, or a firewall or proxy blocks the workers' outbound HTTPS.",
+        "Check graph_authority_url, DNS and outbound HTTPS (443) from the workers to the authority.",
+    ),
+    Entry(
+        "GraphCredentialMissing",
+        G,
+        "The workers have no Graph client credential; syncing through Graph is paused.",
+        "None of CALSYNC_GRAPH_CLIENT_SECRET, CALSYNC_GRAPH_CLIENT_SECRET_FILE, CALSYNC_GRAPH_CERTIFICATE is set.",
+        "Set one of them in every worker's environment and restart the workers.",
+    ),
+    Entry(
+        "GraphConfigInvalid",
+        G,
+        "The Graph settings cannot be used; syncing through Graph is paused.",
+        "graph_authority_url or graph_base_url is plain http to a host other than the local simulator.",
+        "Use the https URLs of the tenant's cloud: `calsync settings set graph_authority_url https://...`.",
+    ),
+    Entry(
+        "GraphUnreachable",
+        G,
+        "Microsoft Graph cannot be reached; syncing through Graph is paused.",
+        "graph_base_url does not resolve, or a firewall or proxy blocks the workers' outbound HTTPS.",
+        "Check graph_base_url, DNS and outbound HTTPS from the workers; syncing resumes once a probe gets through.",
+    ),
+    Entry(
+        "GraphNotConfigured",
+        OP,
+        "This operator's mailbox is to be read through Graph, but Graph is not configured.",
+        "The operator's source (or the `source` setting) is graph, and graph_tenant_id or graph_client_id is empty.",
+        "`calsync settings set graph_tenant_id ...` and `calsync settings set graph_client_id ...`, or switch the "
+        "operator back: `calsync operators source ews EMAIL`.",
+    ),
+    Entry(
+        "GraphMailboxAccessDenied",
+        OP,
+        "Microsoft Graph denies calsync's app access to this mailbox.",
+        "An RBAC for Applications management scope (or an application access policy) leaves this mailbox out.",
+        "Add the mailbox to the scope: Exchange Online PowerShell, `Get-ManagementScope` for calsync's role "
+        "assignment, then add the user to the group or filter it names (docs/graph.md).",
+    ),
+    Entry(
+        "GraphMailboxNotEnabledForRest",
+        OP,
+        "The operator's mailbox cannot be read through Graph (MailboxNotEnabledForRESTAPI).",
+        "The mailbox is on-premises (hybrid), inactive, soft-deleted, or has no Exchange Online license.",
+        "License the user for Exchange Online, or read the mailbox through EWS: `calsync operators source ews EMAIL`.",
+    ),
+    Entry(
+        "GraphMailboxNotFound",
+        OP,
+        "Microsoft Graph knows no user with the operator's address.",
+        "The address is wrong, the user was deleted, or it is an alias Graph does not resolve.",
+        "Fix the operator's address (`calsync operators update EMAIL --email NEW`) to the user's primary address.",
+    ),
+    Entry(
+        "GraphResourceNotFound",
+        OP,
+        "Microsoft Graph answered 404 for the operator's calendar.",
+        "The user has no calendar (no mailbox yet), or graph_base_url points at the wrong API version.",
+        "Check the user's mailbox in Exchange Online and graph_base_url (https://graph.microsoft.com/v1.0).",
+    ),
+    Entry(
+        "GraphLinkForeign",
+        OP,
+        "Microsoft Graph handed calsync a paging link on another host; calsync did not follow it.",
+        "graph_base_url is not the host Graph answers from (a proxy rewrites links, or a national cloud mix-up).",
+        "Set graph_base_url to the host Graph's links use.",
+    ),
+    Entry(
+        "GraphWindowRolled",
+        R,
+        "A new day moved the sync window; this mailbox's Graph delta starts a new generation.",
+        "Graph fixes the window inside its delta token; moving the horizon means a new delta.",
+        "Nothing: calsync lists the new window, rewrites only what changed and removes only what is gone.",
+    ),
+    Entry(
+        "GraphThrottled",
+        T,
+        "Microsoft Graph throttled calsync (HTTP 429) for this mailbox.",
+        "More than 4 concurrent requests or 10,000 requests per 10 minutes for one mailbox by the app.",
+        "Usually nothing: every worker waits as long as Retry-After asks. If it persists, lower graph_max_concurrency.",
+    ),
+    Entry(
+        "GraphUnavailable",
+        T,
+        "Microsoft Graph answered 503 Service Unavailable.",
+        "Graph or Exchange Online is overloaded or being maintained.",
+        "Usually nothing: every worker waits as Retry-After asks. Check the Microsoft 365 service health if it lasts.",
+    ),
+    Entry(
+        "GraphGatewayTimeout",
+        T,
+        "Microsoft Graph answered 504 Gateway Timeout.",
+        "Exchange Online did not answer Graph in time (a large page, a busy mailbox server).",
+        "Usually nothing: calsync retries. If it persists, lower batch_size (the delta page size).",
+    ),
+    Entry(
+        "GraphServerError",
+        T,
+        "Microsoft Graph reported an internal error.",
+        "A transient failure inside Graph or Exchange Online.",
+        "Usually nothing: calsync retries. Check the Microsoft 365 service health if it persists.",
+    ),
+    Entry(
+        "GraphRequestRejected",
+        T,
+        "Microsoft Graph rejected a request calsync made.",
+        "A Graph change calsync does not know yet, or a proxy altering requests.",
+        "Report it with the message from `calsync status`; calsync retries until the notification timeout.",
+    ),
+    Entry(
+        "GraphTimeout",
+        T,
+        "Microsoft Graph did not answer in time.",
+        "Graph is overloaded or the page was large.",
+        "Usually nothing: calsync retries. If it persists, lower batch_size.",
+    ),
+)
+
 CATALOGUE: dict[str, Entry] = {e.code: e for e in _ENTRIES}
 
 UNKNOWN_EWS = Entry(

@@ -65,7 +65,10 @@ COLUMN_ALIASES: dict[str, str] = {
         ),
         "calendar_sync",
     ),
+    # Optional: ews or graph (empty: the deployment's `source` setting, or what the operator has).
+    **dict.fromkeys(("source", "calendar_source", "sync_source"), "source"),
 }
+SOURCES: tuple[str, ...] = ("ews", "graph")
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0"})
@@ -86,6 +89,7 @@ class OperatorRow:
     email: str
     name: str
     calendar_sync: bool
+    source: str | None = None  # ews | graph; None: not given in the file
 
 
 @dataclass(frozen=True)
@@ -259,9 +263,18 @@ def _check_row(
     if sync is None:
         what = f"bad calendar_sync value {raw_sync!r}" if raw_sync else "missing calendar_sync value"
         errors.append(RowError(line, f"{what}; {BOOLEAN_HINT}"))
+    source: str | None = None
+    if "source" in index:
+        source = fields[index["source"]].strip().lower() or None
+        if source is not None and source not in SOURCES:
+            errors.append(
+                RowError(line, f"bad source {fields[index['source']].strip()!r}; use ews or graph (or leave it empty)")
+            )
     if len(errors) > before or sync is None:
         return None
-    return OperatorRow(line=line, email=email, name=" ".join(fields[index["name"]].split()), calendar_sync=sync)
+    return OperatorRow(
+        line=line, email=email, name=" ".join(fields[index["name"]].split()), calendar_sync=sync, source=source
+    )
 
 
 def _csv_error_text(exc: csv.Error) -> str:

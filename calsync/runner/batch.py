@@ -164,6 +164,8 @@ def _leased_batch(
         # Re-read under the row lock: exact even if this batch already ran once and committed.
         known = appointments.known_change_keys(conn, operator_id, ids)
         plan = plan_batch(page.changes, fetched, known, window, exceptions, refused)
+        if full_sync:  # a switched source lists the same meetings under new ids: keep the rows
+            appointments.adopt_by_uid(conn, operator_id, state.generation, plan)
         counts = appointments.apply_plan(conn, operator_id, plan)
         refusals.record(conn, operator_id, plan.refused, plan.settled)
         if full_sync:
@@ -177,9 +179,11 @@ def _leased_batch(
             PageCounts(counts.created, counts.updated, counts.deleted, plan.unchanged),
         )
         deleted = counts.deleted
+        if page.series_ids is not None:
+            deleted += appointments.delete_series_except(conn, operator_id, page.series_ids)
         if page.includes_last:
             if full_sync:
-                deleted += appointments.sweep_unseen(conn, operator_id, state.generation)
+                deleted += appointments.sweep_unseen(conn, operator_id, state.generation, page.listed_window)
             run_seconds = lifecycle.finish(conn, operator_id, token, run_id, settings.poll_interval_minutes)
             # In the same transaction: a run that succeeds ends the operator's failure episode.
             recovery_owed = failures.close_episode(conn, operator_id)

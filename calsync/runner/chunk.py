@@ -30,6 +30,7 @@ from calsync.runner.batch import BatchFailed
 from calsync.runner.outage import struck_by_time_limit
 from calsync.runner.step import Context, Step, failure_step, run_step
 from calsync.settings import SyncSettings
+from calsync.source.routed import RoutedSource
 from calsync.source.throttled import ThrottledSource
 from calsync.store import lifecycle, pause
 from calsync.store.db import transaction
@@ -57,7 +58,7 @@ def run_chunk(
     claims: Sequence[tuple[int, int]],
     owner: str,
     settings: SyncSettings,
-    source: ThrottledSource,
+    source: ThrottledSource | RoutedSource,
     budget_seconds: float = CHUNK_BUDGET_SECONDS,
 ) -> ChunkOutcome:
     """Poll `claims` (operator id, lease token) one after another; the plain-Python core."""

@@ -18,10 +18,12 @@ from calsync.simulator.core import Simulator
 from calsync.simulator.ews import endpoint as ews
 from calsync.simulator.ews.endpoint import EWS_PATH
 from calsync.simulator.frontend import RouteProvider
+from calsync.simulator.graph import endpoint as graph
 
 #: The protocol front-ends every server mounts, by name; all of them serve the same mailboxes.
 FRONTENDS: dict[str, RouteProvider] = {
     "ews": ews.routes,
+    "graph": graph.routes,
 }
 
 __all__ = ["EWS_PATH", "FRONTENDS", "SimulatorServer", "build_app"]

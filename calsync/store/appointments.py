@@ -244,7 +244,75 @@ def mark_seen(conn: psycopg.Connection[Any], operator_id: int, generation: int, 
     )
 
 
-def sweep_unseen(conn: psycopg.Connection[Any], operator_id: int, generation: int) -> int:
+def adopt_by_uid(conn: psycopg.Connection[Any], operator_id: int, generation: int, plan: BatchPlan) -> int:
+    """During a full sync, give rows listed under new ids the old rows of the same meeting.
+
+    When an operator's source switches (EWS to Graph), every item comes back under another
+    id. A row not yet seen in this generation with the same iCalendar UID, original start
+    and kind of row (series-level or occurrence) takes the new id, so the upsert that follows
+    updates it in place and the CRM sees an update, not a delete and a create.
+    """
+    rows = [*plan.upserts, *(r for rows in plan.occurrences.values() for r in rows)]
+    rows = [r for r in rows if r.uid]
+    if not rows:
+        return 0
+    cur = conn.execute(
+        """
+        WITH cand AS (
+            SELECT * FROM unnest(%(ids)s::text[], %(uids)s::text[], %(orig)s::timestamptz[], %(series)s::text[])
+                AS c (item_id, uid, original_start, series_item_id)
+        ), pick AS (
+            SELECT DISTINCT ON (c.item_id) a.id, c.item_id, c.series_item_id
+              FROM cand c
+              JOIN appointments a
+                ON a.operator_id = %(op)s AND a.uid = c.uid
+               AND a.original_start IS NOT DISTINCT FROM c.original_start
+               AND (a.series_item_id IS NULL) = (c.series_item_id IS NULL)
+             WHERE a.item_id <> c.item_id
+               AND NOT EXISTS (SELECT 1 FROM appointments b WHERE b.operator_id = %(op)s AND b.item_id = c.item_id)
+               AND NOT EXISTS (SELECT 1 FROM resync_seen s WHERE s.operator_id = %(op)s AND s.generation = %(gen)s
+                                  AND s.item_id = COALESCE(a.series_item_id, a.item_id))
+             ORDER BY c.item_id, a.id
+        ), uniq AS (
+            SELECT DISTINCT ON (id) id, item_id, series_item_id FROM pick ORDER BY id, item_id
+        )
+        UPDATE appointments a SET item_id = u.item_id, series_item_id = u.series_item_id
+          FROM uniq u WHERE a.id = u.id
+        """,
+        {
+            "op": operator_id,
+            "gen": generation,
+            "ids": [r.item_id for r in rows],
+            "uids": [r.uid for r in rows],
+            "orig": [r.original_start for r in rows],
+            "series": [r.series_item_id for r in rows],
+        },
+    )
+    return cur.rowcount
+
+
+def delete_series_except(conn: psycopg.Connection[Any], operator_id: int, series_ids: Iterable[str]) -> int:
+    """Remove the series (with their occurrence rows) the source no longer lists."""
+    cur = conn.execute(
+        """
+        WITH gone AS (
+            SELECT item_id FROM appointments
+             WHERE operator_id = %(op)s AND kind = 'series' AND NOT (item_id = ANY(%(keep)s))
+        )
+        DELETE FROM appointments a USING gone
+         WHERE a.operator_id = %(op)s AND COALESCE(a.series_item_id, a.item_id) = gone.item_id
+        """,
+        {"op": operator_id, "keep": list(series_ids)},
+    )
+    return cur.rowcount
+
+
+def sweep_unseen(
+    conn: psycopg.Connection[Any],
+    operator_id: int,
+    generation: int,
+    listed_window: tuple[dt.datetime, dt.datetime] | None = None,
+) -> int:
     """End of a full sync: remove every singles/series row Exchange did not list, then forget the list.
 
     Occurrences and exceptions go with their series (their ids are derived, never listed).
@@ -252,8 +320,24 @@ def sweep_unseen(conn: psycopg.Connection[Any], operator_id: int, generation: in
     resync_seen was filled during this very sync, so its statistics are stale and the planner
     would pick a nested-loop anti join: minutes for a 50,000-item mailbox with its
     occurrences. A hash anti join is always right here (one pass over each side).
+
+    `listed_window`: the source listed only what overlaps this window (Graph), so only an item
+    (a single, or a series with a row) overlapping it can be missing for being deleted; the
+    rest aged out of the window and stays, as with EWS. An occurrence row whose series row
+    is gone (the series came back under another id after a switch of source) goes too.
     """
     conn.execute("SET LOCAL enable_nestloop = off")
+    params: dict[str, Any] = {"op": operator_id, "gen": generation}
+    where = ""
+    if listed_window is not None:
+        where = """
+          AND (COALESCE(a.series_item_id, a.item_id) IN (
+                 SELECT COALESCE(w.series_item_id, w.item_id) FROM appointments w
+                  WHERE w.operator_id = %(op)s AND w.start_at < %(hi)s AND w.end_at >= %(lo)s)
+               OR (a.series_item_id IS NOT NULL AND NOT EXISTS (
+                 SELECT 1 FROM appointments m WHERE m.operator_id = %(op)s AND m.item_id = a.series_item_id)))
+        """
+        params.update(lo=listed_window[0], hi=listed_window[1])
     cur = conn.execute(
         """
         DELETE FROM appointments a
@@ -262,8 +346,9 @@ def sweep_unseen(conn: psycopg.Connection[Any], operator_id: int, generation: in
             SELECT 1 FROM resync_seen s
             WHERE s.operator_id = %(op)s AND s.generation = %(gen)s
               AND s.item_id = COALESCE(a.series_item_id, a.item_id))
-        """,
-        {"op": operator_id, "gen": generation},
+        """
+        + where,
+        params,
     )
     conn.execute("DELETE FROM resync_seen WHERE operator_id = %s", (operator_id,))
     conn.execute("SET LOCAL enable_nestloop = on")

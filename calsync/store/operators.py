@@ -57,6 +57,7 @@ class Operator:
     last_success_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    source: str | None = None  # ews | graph; None: the deployment's `source` setting
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class Operator:
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "source": self.source,
         }
 
 
@@ -96,7 +98,7 @@ class ImportResult:
 
 _SELECT = """
     SELECT o.id, o.email, o.display_name, o.calendar_sync, s.status, s.last_success_at,
-           o.created_at, o.updated_at
+           o.created_at, o.updated_at, o.source
     FROM operators o JOIN sync_state s ON s.operator_id = o.id
 """
 
@@ -181,6 +183,44 @@ def update(
     return updated
 
 
+def source_overrides(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Operators with a source of their own (lower-cased email -> ews|graph)."""
+    rows = conn.execute("SELECT lower(email) AS email, source FROM operators WHERE source IS NOT NULL").fetchall()
+    return {r["email"]: r["source"] for r in rows}
+
+
+def source_of(conn: psycopg.Connection[Any], email: str) -> str | None:
+    """One operator's own source (None: the `source` setting, or no such operator)."""
+    row = conn.execute("SELECT source FROM operators WHERE lower(email) = lower(%s)", (email,)).fetchone()
+    return row["source"] if row else None
+
+
+def set_source(conn: psycopg.Connection[Any], ids: Sequence[int], source: str | None, default: str) -> int:
+    """Give operators their own source (None: follow the setting); returns how many switched.
+
+    An operator whose effective source changes is resynced from scratch: the other API's
+    cursor means nothing, and its items come back under other ids. The resync matches them
+    to the mirror's rows by iCalendar UID and original start (calsync.store.appointments.
+    adopt_by_uid), so rows keep their ids.
+    """
+    if not ids:
+        return 0
+    lifecycle.lock(conn, ids)
+    rows = conn.execute(
+        """
+        UPDATE operators o SET source = %(src)s, updated_at = now()
+          FROM (SELECT id, COALESCE(source, %(default)s) AS was FROM operators WHERE id = ANY(%(ids)s)) old
+         WHERE o.id = old.id
+        RETURNING o.id, old.was <> COALESCE(%(src)s, %(default)s) AS switched
+        """,
+        {"src": source, "default": default, "ids": list(ids)},
+    ).fetchall()
+    switched = [r["id"] for r in rows if r["switched"]]
+    for operator_id in switched:  # the other API's cursor means nothing: resync, due now
+        lifecycle.new_mailbox(conn, operator_id)
+    return len(switched)
+
+
 def set_calendar_sync(conn: psycopg.Connection[Any], ids: Sequence[int], enabled: bool) -> int:
     """Switch the flag for these operators; returns how many operators actually changed."""
     lifecycle.lock(conn, ids)
@@ -250,6 +290,7 @@ def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_
         )
     ]
     disabled, enabled = lifecycle.reconcile(conn, imported)
+    _import_sources(conn, rows)
     return ImportResult(
         new=counts["new"],
         updated=counts["updated"],
@@ -257,6 +298,28 @@ def import_rows(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow], dry_
         disabled=disabled,
         enabled=enabled,
     )
+
+
+def _import_sources(conn: psycopg.Connection[Any], rows: Sequence[OperatorRow]) -> None:
+    """The optional `source` column: operators it names get that source (a switch resyncs them)."""
+    wanted: dict[str, list[str]] = {}
+    for r in rows:
+        if r.source is not None:
+            wanted.setdefault(r.source, []).append(r.email.lower())
+    if not wanted:
+        return
+    from calsync.store import settings as settings_store
+
+    default = settings_store.load(conn).source.value
+    for source, emails in wanted.items():
+        ids = [
+            row["id"]
+            for row in conn.execute(
+                "SELECT id FROM operators WHERE lower(email) = ANY(%s) AND source IS DISTINCT FROM %s",
+                (emails, source),
+            )
+        ]
+        set_source(conn, ids, source, default)
 
 
 def _plan(conn: psycopg.Connection[Any]) -> ImportResult:

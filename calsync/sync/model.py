@@ -121,6 +121,12 @@ class SyncPage:
     changes: tuple[ChangeRef, ...]
     sync_state: str
     includes_last: bool
+    # A source that lists a time window rather than the whole calendar (Graph's calendarView
+    # delta): a full sync may only remove unlisted rows that overlap this window.
+    listed_window: tuple[dt.datetime, dt.datetime] | None = None
+    # Every series master the mailbox has now, when the source had to list them (Graph
+    # reports a deleted series only through its occurrences): other series rows are gone.
+    series_ids: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ CALSYNC = Path(sys.executable).parent / "calsync"
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calsync_test"
 # Removed from the environment of every run so a developer's own secrets cannot leak into
 # (or change) what the tests see.
-SECRET_VARS = ("CALSYNC_EWS_USERNAME", "CALSYNC_EWS_PASSWORD", "CALSYNC_EWS_PASSWORD_FILE", "CALSYNC_SMTP_URL")
+SECRET_VARS = ("CALSYNC_EWS_USERNAME", "CALSYNC_EWS_PASSWORD", "CALSYNC_EWS_PASSWORD_FILE", "CALSYNC_SMTP_URL",
+               "CALSYNC_GRAPH_CLIENT_SECRET", "CALSYNC_GRAPH_CLIENT_SECRET_FILE", "CALSYNC_GRAPH_CERTIFICATE")  # fmt: skip
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -44,6 +44,12 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("push_safety_poll_minutes", "0"),
     ("push_safety_poll_minutes", "1441"),
     ("notification_url", "https://crm.example.com/ews/push?token=1"),
+    ("source", "owa"),
+    ("graph_tenant_id", "contoso tenant"),
+    ("graph_client_id", "{5e1f}"),
+    ("graph_authority_url", "login.microsoftonline.com"),
+    ("graph_base_url", "ftp://graph.microsoft.com/v1.0"),
+    ("graph_max_concurrency", "0"),
     ("allow_insecure_http", "maybe"),
 ]
 
@@ -60,6 +66,12 @@ GOOD_VALUES: dict[str, tuple[str, Any]] = {
     "sync_private_details": ("yes", True),
     "ews_max_concurrency": ("27", 27),
     "push_safety_poll_minutes": ("120", 120.0),
+    "source": ("graph", "graph"),
+    "graph_tenant_id": ("c0ffee00-0000-4000-8000-000000000016", "c0ffee00-0000-4000-8000-000000000016"),
+    "graph_client_id": ("5e1f0000-0000-4000-8000-0000ca15c0de", "5e1f0000-0000-4000-8000-0000ca15c0de"),
+    "graph_authority_url": ("https://login.microsoftonline.us/", "https://login.microsoftonline.us"),
+    "graph_base_url": ("https://graph.microsoft.us/v1.0", "https://graph.microsoft.us/v1.0"),
+    "graph_max_concurrency": ("64", 64),
     "allow_insecure_http": ("true", True),
 }
 
@@ -155,3 +167,24 @@ def test_show_names_the_password_file_and_unset_secrets(run: Run, db: psycopg.Co
     assert secrets["smtp_url"].startswith("not set")
     missing = run("settings", "show", "--json", env={"CALSYNC_EWS_PASSWORD_FILE": str(tmp_path / "nope")})
     assert "NOT READABLE" in json.loads(missing.stdout)["secrets"]["ews_password"]
+
+
+def test_show_names_the_graph_credential_without_printing_it(
+    run: Run, db: psycopg.Connection[Any], tmp_path: Any
+) -> None:
+    secret = run("settings", "show", "--json", env={"CALSYNC_GRAPH_CLIENT_SECRET": "Graph-Secret-31"})
+    assert "Graph-Secret-31" not in secret.stdout + secret.stderr
+    assert json.loads(secret.stdout)["secrets"]["graph_credential"] == "environment (CALSYNC_GRAPH_CLIENT_SECRET)"
+    secret_file = tmp_path / "graph-secret"
+    secret_file.write_text("Graph-Secret-In-File\n")
+    from_file = run("settings", "show", "--json", env={"CALSYNC_GRAPH_CLIENT_SECRET_FILE": str(secret_file)})
+    assert "Graph-Secret-In-File" not in from_file.stdout
+    assert json.loads(from_file.stdout)["secrets"]["graph_credential"].startswith(f"file {secret_file}")
+    missing = run("settings", "show", "--json", env={"CALSYNC_GRAPH_CERTIFICATE": str(tmp_path / "nope.pem")})
+    assert "NOT READABLE" in json.loads(missing.stdout)["secrets"]["graph_credential"]
+    both = run(
+        "settings",
+        "show",
+        env={"CALSYNC_GRAPH_CLIENT_SECRET": "x", "CALSYNC_GRAPH_CLIENT_SECRET_FILE": str(secret_file)},
+    )
+    assert both.returncode != 0 and "set only one of CALSYNC_GRAPH_CLIENT_SECRET" in both.stderr

@@ -1,0 +1,27 @@
+"""Graph-only fault kinds, registered with the simulator's fault table.
+
+* ``delta_gone``: the next delta requests answer 410 Gone, syncStateNotFound.
+* ``token_expired``: the next requests answer 401 InvalidAuthenticationToken and the token
+  they carried stops working (the client must get a new one).
+* ``http_504``: 504 Gateway Timeout.
+* ``consent_revoked`` (a standing condition, while it exists): new tokens carry no
+  application roles, a token with roles is refused as revoked, and every request without
+  roles answers 403 ErrorAccessDenied.
+* ``mailbox_concurrency`` (a limit): more than ``limit`` (4) concurrent requests for one
+  mailbox answer 429 "Application is over its MailboxConcurrency limit", as Graph does.
+"""
+
+from __future__ import annotations
+
+from calsync.simulator import faults
+
+ERROR_KINDS = ("delta_gone", "token_expired", "http_504")
+LIMIT_KINDS = ("consent_revoked", "mailbox_concurrency")
+OPERATIONS = ("graph_token", "graph_delta", "graph_event", "graph_events", "graph_instances", "graph_batch")
+
+faults.register(
+    kinds=ERROR_KINDS,
+    operations=OPERATIONS,
+    limit_kinds=LIMIT_KINDS,
+    default_operation={"delta_gone": "graph_delta"},
+)

@@ -1,0 +1,1 @@
+"""The Microsoft Graph adapter of the CalendarSource port (Exchange Online)."""
