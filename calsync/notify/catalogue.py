@@ -277,6 +277,13 @@ _ENTRIES: tuple[Entry, ...] = (
         "Report it with the error message from `calsync status` or the worker log.",
     ),
     Entry(
+        "PushUnsupported",
+        OP,
+        "EWS push was asked for an operator whose mailbox is read through Microsoft Graph.",
+        "The operator's source was switched to Graph while its EWS subscription was being made.",
+        "Nothing: Graph operators are polled; the next push sweep leaves them out.",
+    ),
+    Entry(
         "TaskTimeLimit",
         T,
         "A sync batch ran past the task's time limit and was stopped; its lease was given back.",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol
 
-from calsync.errors import InvalidCursor
+from calsync.errors import Disposition, InvalidCursor, SourceError
 from calsync.source.port import CalendarSource
 from calsync.sync.model import Appointment, RefusedItem, SyncPage
 
@@ -60,6 +60,17 @@ class RoutedSource:
 
     def get_items(self, mailbox: str, item_ids: Sequence[str]) -> Sequence[Appointment | RefusedItem]:
         return self.source(self.kind_of(mailbox, False)).get_items(mailbox, item_ids)
+
+    def subscribe_push(self, mailbox: str, url: str, watermark: str | None, status_frequency: int) -> tuple[str, str]:
+        """EWS push, for a mailbox read through EWS (the push sweep subscribes only those)."""
+        kind = self.kind_of(mailbox, True)
+        if kind != EWS:
+            raise SourceError(
+                "PushUnsupported", Disposition.OPERATOR, f"{mailbox} is read through {kind}: EWS push does not apply"
+            )
+        inner: Any = self.source(EWS)  # a PushSubscriber (ThrottledSource over EwsSource)
+        result: tuple[str, str] = inner.subscribe_push(mailbox, url, watermark, status_frequency)
+        return result
 
     @contextmanager
     def lane(self) -> Iterator[RoutedLane]:

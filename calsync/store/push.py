@@ -130,8 +130,8 @@ class Target:
     had_subscription: bool  # an earlier subscription existed (a resubscription, not the first)
 
 
-def target(conn: psycopg.Connection[Any], operator_id: int) -> Target | None:
-    """The enabled operator to subscribe, with the watermark of its newest subscription."""
+def target(conn: psycopg.Connection[Any], operator_id: int, default_source: str = "ews") -> Target | None:
+    """The enabled EWS operator to subscribe, with the watermark of its newest subscription."""
     row = conn.execute(
         """
         SELECT o.id AS operator_id, o.email, p.watermark, p.last_heard_at AS watermark_at, p.id IS NOT NULL AS had,
@@ -140,9 +140,9 @@ def target(conn: psycopg.Connection[Any], operator_id: int) -> Target | None:
           LEFT JOIN push_status ps ON ps.operator_id = o.id
           LEFT JOIN LATERAL (SELECT * FROM push_subscriptions q WHERE q.operator_id = o.id
                                 AND q.subscription_id IS NOT NULL ORDER BY q.id DESC LIMIT 1) p ON true
-         WHERE o.id = %s AND o.calendar_sync
+         WHERE o.id = %s AND o.calendar_sync AND COALESCE(o.source, %s) = 'ews'
         """,
-        (operator_id,),
+        (operator_id, default_source),
     ).fetchone()
     if row is None:
         return None
@@ -305,9 +305,14 @@ def find_dead(conn: psycopg.Connection[Any], minute_seconds: float) -> list[int]
 
 
 def needing_subscription(
-    conn: psycopg.Connection[Any], base_url: str, frequency: int, limit: int, hold_seconds: float = 120.0
+    conn: psycopg.Connection[Any],
+    base_url: str,
+    frequency: int,
+    limit: int,
+    hold_seconds: float = 120.0,
+    default_source: str = "ews",
 ) -> list[int]:
-    """Enabled operators past their first sync whose subscription is missing or out of date,
+    """Enabled EWS operators past their first sync whose subscription is missing or out of date,
     each held for `hold_seconds` so that the next sweeps do not ask again while its Subscribe
     waits in the queue (activate and give_up end the hold).
 
@@ -323,6 +328,8 @@ def needing_subscription(
               LEFT JOIN push_status ps ON ps.operator_id = o.id
               LEFT JOIN push_subscriptions a ON a.operator_id = o.id AND a.state = 'active'
              WHERE o.calendar_sync AND s.last_success_at IS NOT NULL
+               -- EWS push only: a Graph operator is polled (Graph change notifications come later).
+               AND COALESCE(o.source, %(source)s) = 'ews'
                AND (ps.next_subscribe_at IS NULL OR ps.next_subscribe_at <= now())
                AND NOT EXISTS (SELECT 1 FROM push_subscriptions b WHERE b.operator_id = o.id
                                   AND b.state = 'subscribing' AND b.created_at > now() - interval '5 minutes')
@@ -336,7 +343,7 @@ def needing_subscription(
         ON CONFLICT (operator_id) DO UPDATE SET next_subscribe_at = EXCLUDED.next_subscribe_at
         RETURNING operator_id
         """,
-        {"url": base_url, "freq": frequency, "limit": limit, "hold": hold_seconds},
+        {"url": base_url, "freq": frequency, "limit": limit, "hold": hold_seconds, "source": default_source},
     ).fetchall()
     return sorted(int(r["operator_id"]) for r in rows)
 

@@ -80,7 +80,7 @@ def subscribe_one(operator_id: int) -> dict[str, object]:
     frequency = settings.notification_frequency_minutes
     secret = new_secret()
     with transaction() as conn:
-        target = push.target(conn, operator_id)
+        target = push.target(conn, operator_id, settings.source.value)
         row_id = (
             push.begin(conn, operator_id, target.email, base_url, frequency, secret_hash(secret)) if target else None
         )
@@ -154,7 +154,11 @@ def sweep() -> dict[str, Any]:
         lost = push.owed_and_idle(conn, LOST_KICK_SECONDS)
         lifecycle.make_due(conn, dead + lost)
         need = push.needing_subscription(
-            conn, settings.notification_url, settings.notification_frequency_minutes, SUBSCRIBES_PER_SWEEP
+            conn,
+            settings.notification_url,
+            settings.notification_frequency_minutes,
+            SUBSCRIBES_PER_SWEEP,
+            default_source=settings.source.value,
         )
         overdue = push.dead_too_long(conn, settings.notification_frequency_minutes, minute)
         push.prune(conn)
