@@ -277,6 +277,21 @@ _ENTRIES: tuple[Entry, ...] = (
         "Report it with the error message from `calsync status` or the worker log.",
     ),
     Entry(
+        "ErrorInvalidWatermark",
+        T,
+        "Exchange refused the push subscription's resume point (watermark).",
+        "The watermark is older than Exchange keeps (30 days) or belongs to another mailbox or subscription.",
+        "Nothing: calsync subscribes again from now and a catch-up sync covers the gap.",
+    ),
+    Entry(
+        "ErrorSubscriptionNotFound",
+        T,
+        "Exchange no longer knows the operator's push subscription.",
+        "Exchange dropped it (the listener did not answer within StatusFrequency, or the mailbox moved).",
+        "Nothing: calsync subscribes again and a catch-up sync covers the gap; check that Exchange can reach "
+        "notification_url if it happens often.",
+    ),
+    Entry(
         "PushUnsupported",
         OP,
         "EWS push was asked for an operator whose mailbox is read through Microsoft Graph.",

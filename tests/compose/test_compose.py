@@ -188,8 +188,9 @@ def test_setup_job_sets_valid_settings_and_imports_the_example(services: dict[st
     steps = [cmd for _, cmd in all_commands({"setup": services["setup"]}, "calsync")]
     settings = {cmd[3]: cmd[4] for cmd in steps if cmd[1:3] == ["settings", "set"]}
     assert settings["exchange_url"] == "http://simulator:8080/EWS/Exchange.asmx"
+    current = None  # applied in order, as the setup job's commands run
     for key, value in settings.items():
-        validate_one(key, value)
+        current = validate_one(key, value, current)
     imports = [cmd for cmd in steps if cmd[1:3] == ["operators", "import"]]
     assert len(imports) == 1
     assert Path(image_path_to_repo(imports[0][3])) == REPO / "examples" / "operators.csv"
