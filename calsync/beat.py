@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
 
 
-class Scheduler(RedBeatScheduler):  # type: ignore[misc]
+class Scheduler(RedBeatScheduler):
     def tick(self, min: Any = min, **kwargs: Any) -> float:
         try:
             self._restore_schedule()

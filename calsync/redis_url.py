@@ -103,8 +103,13 @@ def client(url: str, master: str, **options: Any) -> redis.Redis:
 
 
 def redbeat_url(target: RedisTarget) -> str:
-    """redbeat's spelling of a Sentinel URL: its scheme is redis-sentinel, the sentinels come as options."""
-    return "redis-sentinel://" + ",".join(f"{h}:{p}" for h, p in target.sentinels) + f"/{target.db}"
+    """redbeat's spelling of a Sentinel URL: scheme redis-sentinel; every sentinel comes in the options.
+
+    The URL itself only selects redbeat's Sentinel branch (and shows in beat's banner), so it
+    names the first sentinel alone, in a form kombu's URL parser accepts.
+    """
+    host, port = target.sentinels[0]
+    return f"redis-sentinel://{host}:{port}/{target.db}"
 
 
 def redbeat_options(target: RedisTarget, master: str) -> dict[str, Any]:

@@ -55,7 +55,9 @@ def broker_client() -> redis.Redis:
         client = _state.get("broker")
         if client is None or _state.get("broker_pid") != os.getpid():
             cfg = env()
-            client = redis_url.client(cfg.broker, cfg.redis_sentinel_master, socket_timeout=10, socket_connect_timeout=5)
+            client = redis_url.client(
+                cfg.broker, cfg.redis_sentinel_master, socket_timeout=10, socket_connect_timeout=5
+            )
             _state["broker"], _state["broker_pid"] = client, os.getpid()
         return client
 
