@@ -10,11 +10,15 @@ no tick slot is dispatched twice.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
 from calsync.simulator import SimulatorProcess, mailbox_email
+from tests.conftest import CALSYNC
 from tests.distributed.editing import Editors
 from tests.distributed.sentinels import MASTER_NAME, sentinel_group
 from tests.distributed.stack import Stack, insert_operators, mirror_problems, synced_count, wait_for
@@ -63,8 +67,15 @@ def test_sentinel_failover_mid_run_syncing_goes_on_and_the_mirror_converges(
             assert synced_count(db) == n
             problems = mirror_problems(db, client, operators)
             assert problems == [], problems[:10]
-            # The queues live on the new master now.
+            # The lock lives on the new master now, and `calsync status` finds the queues there.
             assert group.master().exists("calsync:redbeat::lock")
+            status = subprocess.run(
+                [CALSYNC, "status", "--json"], env={**os.environ, **stack.env}, capture_output=True, text=True,
+                timeout=60, check=False,
+            )  # fmt: skip
+            report = json.loads(status.stdout)
+            assert report["broker"] == "ok" and set(report["queues"]) == {"dispatch", "sync", "notify"}, report
+            assert len(report["workers"]) == 2, report
             worker_logs = stack.log("w1") + stack.log("w2")
             twice = {slot: k for slot, k in ticks_dispatched(worker_logs).items() if k > 1}
             assert twice == {}, f"tick slots dispatched more than once: {twice}"
