@@ -58,7 +58,8 @@ def enqueue_chains(claimed: Sequence[lifecycle.Claim]) -> None:
 def note_broker_epoch(client: redis.Redis, tick: dt.datetime, released: Sequence[int]) -> None:
     """Mark this broker as known again, once the leases its lost messages carried are released.
 
-    Set only after the release committed: if the tick dies before, the next one releases again.
+    Set only after the release committed and the new claims' messages were published: if the
+    tick dies before (Redis failing again mid-publish), the next one releases again.
     """
     client.set(EPOCH_KEY, tick.isoformat())
     if released:
@@ -98,10 +99,11 @@ def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, objec
                 limit=CLAIM_LIMIT,
             )
             dispatch.record_tick(conn, tick, len(claimed))
+    if not paused:
+        enqueue_chains(claimed)
     if broker_lost:
         note_broker_epoch(client, tick, released)
     if paused:
         return {"slot": tick.isoformat(), "paused": True}
-    enqueue_chains(claimed)
     log.info("tick %s: %d operator(s) dispatched", tick.isoformat(), len(claimed))
     return {"slot": tick.isoformat(), "dispatched": len(claimed)}
