@@ -28,7 +28,19 @@ RETRY_SECONDS = 1.0
 
 
 class Scheduler(RedBeatScheduler):
+    _closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        super().close()
+
     def tick(self, min: Any = min, **kwargs: Any) -> float:
+        if self._closed:
+            # beat's SIGTERM handler closes the scheduler (releasing the lock), then raises
+            # SystemExit wherever the main thread is; seen swallowed while a Redis call was
+            # being retried, after which beat would tick on without its lock. A closed
+            # scheduler never ticks again.
+            raise SystemExit("beat: scheduler closed")
         try:
             self._restore_schedule()
             try:

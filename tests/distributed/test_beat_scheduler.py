@@ -66,3 +66,13 @@ def test_a_schedule_lost_alone_is_installed_again(leader: Scheduler, clean_redis
     leader.tick()
     assert clean_redis.zscore(SCHEDULE, TICK_ENTRY) is not None
     assert leader.lock.owned()
+
+
+def test_a_closed_scheduler_never_ticks_again(leader: Scheduler, clean_redis: Any) -> None:
+    """beat's SIGTERM handler closes the scheduler; a tick after that must end the loop."""
+    leader.tick()
+    leader.close()
+    assert not clean_redis.exists(LOCK), "the lock is released at close"
+    with pytest.raises(SystemExit):
+        leader.tick()
+    assert not clean_redis.exists(LOCK), "and never taken again"
