@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from kombu import Queue
 
+from calsync import redis_url
 from calsync.config import env
 from calsync.schedule import beat_schedule as beat_schedule
 from calsync.tasks import names
@@ -48,8 +49,15 @@ task_time_limit = 180
 # the longest task (180 s) and the longest countdown a retry uses (MAX_RETRY_COUNTDOWN in
 # calsync.tasks.base, 900 s), or Redis would hand the same message out again and again.
 # Default 3600 s (CALSYNC_VISIBILITY_TIMEOUT).
-broker_transport_options = {"visibility_timeout": _env.visibility_timeout}
-result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+broker_transport_options: dict[str, object] = {"visibility_timeout": _env.visibility_timeout}
+result_backend_transport_options: dict[str, object] = {"retry_policy": {"timeout": 5.0}}
+# Redis Sentinel (sentinel://h1:26379;sentinel://h2:26379/DB): kombu and Celery's result
+# backend ask the sentinels for the master of CALSYNC_REDIS_SENTINEL_MASTER on every
+# (re)connect, so a failover is one reconnect away.
+if redis_url.parse(_env.broker).is_sentinel:
+    broker_transport_options["master_name"] = _env.redis_sentinel_master
+if redis_url.parse(_env.result_backend).is_sentinel:
+    result_backend_transport_options["master_name"] = _env.redis_sentinel_master
 
 # Separate queues so that a flood of sync batches never delays the dispatcher tick or a
 # failure email; workers subscribe to the ones they serve (`-Q dispatch,sync,notify`).
@@ -84,8 +92,15 @@ broker_connection_max_retries = None
 # leader extends the lock every loop (beat_max_loop_interval); a standby takes over once
 # the lock expires (redbeat_lock_timeout), so failover takes at most ~30 s. The leader must
 # extend the lock well within the timeout: beat_max_loop_interval < redbeat_lock_timeout / 3.
-beat_scheduler = "redbeat.RedBeatScheduler"
+# calsync.beat's scheduler is redbeat's, plus recovery from a wiped Redis (lock and schedule
+# gone) without exiting.
+beat_scheduler = "calsync.beat:Scheduler"
 redbeat_redis_url = _env.redbeat_url
+_redbeat_target = redis_url.parse(_env.redbeat_url)
+if _redbeat_target.is_sentinel:
+    # redbeat spells Sentinel its own way: a redis-sentinel:// URL and the sentinels as options.
+    redbeat_redis_url = redis_url.redbeat_url(_redbeat_target)
+    redbeat_redis_options = redis_url.redbeat_options(_redbeat_target, _env.redis_sentinel_master)
 redbeat_key_prefix = "calsync:redbeat:"
 beat_max_loop_interval = 5
 redbeat_lock_timeout = _env.redbeat_lock_timeout  # default 30 s (CALSYNC_REDBEAT_LOCK_TIMEOUT)

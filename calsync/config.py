@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from calsync import redis_url
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/calsync"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -32,6 +34,8 @@ class EnvConfig(BaseSettings):
     result_backend_url: str | None = None
     redbeat_redis_url: str | None = None
     lock_redis_url: str | None = None
+    # The master group the sentinels monitor, when a URL above is sentinel://.
+    redis_sentinel_master: str = "mymaster"
 
     ews_username: str | None = None
     ews_password: SecretStr | None = None
@@ -92,6 +96,20 @@ class EnvConfig(BaseSettings):
                 "set only one of CALSYNC_GRAPH_CLIENT_SECRET, CALSYNC_GRAPH_CLIENT_SECRET_FILE and "
                 "CALSYNC_GRAPH_CERTIFICATE"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _redis_urls(self) -> EnvConfig:
+        redis_url.check_master_name(self.redis_sentinel_master)
+        for variable, value in (
+            ("CALSYNC_REDIS_URL", self.redis_url),
+            ("CALSYNC_BROKER_URL", self.broker_url),
+            ("CALSYNC_RESULT_BACKEND_URL", self.result_backend_url),
+            ("CALSYNC_REDBEAT_REDIS_URL", self.redbeat_redis_url),
+            ("CALSYNC_LOCK_REDIS_URL", self.lock_redis_url),
+        ):
+            if value is not None:
+                redis_url.parse(value, variable)
         return self
 
     @property
@@ -193,8 +211,10 @@ def load_env(**overrides: object) -> EnvConfig:
         lines = []
         for err in exc.errors():
             loc = "_".join(str(p) for p in err["loc"]).upper()
-            name = f"CALSYNC_{loc}" if loc else "environment"
-            lines.append(f"{name}: {err['msg']}")
+            if not loc:  # a check across variables: its message names them itself
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            lines.append(f"CALSYNC_{loc}: {err['msg']}")
         raise ConfigError("; ".join(lines)) from exc
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from calsync import redis_url
 from calsync.config import ConfigError, env
 from calsync.errors import Disposition, SourceError
 from calsync.settings import SyncSettings
@@ -46,9 +47,11 @@ def redis_client() -> redis.Redis:
     with _lock:
         client = _state.get("redis")
         if client is None or _state.get("redis_pid") != os.getpid():
-            client = redis.Redis.from_url(
-                env().lock_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-            )
+            cfg = env()
+            client = redis_url.client(
+                cfg.lock_url, cfg.redis_sentinel_master,
+                socket_timeout=5, socket_connect_timeout=5, health_check_interval=30,
+            )  # fmt: skip
             _state["redis"], _state["redis_pid"] = client, os.getpid()
         return client
 
@@ -58,7 +61,10 @@ def broker_client() -> redis.Redis:
     with _lock:
         client = _state.get("broker")
         if client is None or _state.get("broker_pid") != os.getpid():
-            client = redis.Redis.from_url(env().broker, socket_timeout=10, socket_connect_timeout=5)
+            cfg = env()
+            client = redis_url.client(
+                cfg.broker, cfg.redis_sentinel_master, socket_timeout=10, socket_connect_timeout=5
+            )
             _state["broker"], _state["broker_pid"] = client, os.getpid()
         return client
 

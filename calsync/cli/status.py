@@ -24,12 +24,12 @@ from calsync.store import status as status_store
 def _broker_view() -> dict[str, Any]:
     """Workers online and queue depths; a missing broker is reported, not fatal."""
     try:
-        import redis
-
+        from calsync import redis_url
         from calsync.celery import app
         from calsync.config import env
 
-        client = redis.Redis.from_url(env().broker, socket_connect_timeout=2, socket_timeout=2)
+        cfg = env()
+        client = redis_url.client(cfg.broker, cfg.redis_sentinel_master, socket_connect_timeout=2, socket_timeout=2)
         queues = {q: int(client.llen(q)) for q in ("dispatch", "sync", "notify")}
         replies = app.control.ping(timeout=1.0) or []
         workers = sorted(name for reply in replies for name in reply)

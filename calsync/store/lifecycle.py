@@ -261,6 +261,29 @@ def release(
     return cur.rowcount == 1
 
 
+def release_in_flight(conn: psycopg.Connection[Any], claimed_before: dt.datetime | None = None) -> list[int]:
+    """Give back every lease taken before `claimed_before` (default: this transaction's start).
+
+    For when the broker lost its data (FLUSHDB, a restart without persistence, a failover to
+    an empty replica): the message carrying such a lease may be gone, and its chain would
+    otherwise wait out the whole lease. Nothing failed, so nothing is counted (no attempt, no
+    failure episode); the operator keeps its status and its `next_poll_at`, so the dispatcher
+    claims it again at once. A batch still running under such a lease loses it: its next
+    fenced write fails with LeaseLost, and the new holder does that batch again, idempotently.
+    Returns the operators released.
+    """
+    rows = conn.execute(
+        """
+        UPDATE sync_state
+           SET in_flight = false, lease_expires_at = NULL, lease_owner = NULL, updated_at = now()
+         WHERE in_flight AND last_poll_at < COALESCE(%(before)s::timestamptz, now())
+        RETURNING operator_id
+        """,
+        {"before": claimed_before},
+    ).fetchall()
+    return sorted(r["operator_id"] for r in rows)
+
+
 # ---------------------------------------------------------------------------------------------
 # Runs and pages
 # ---------------------------------------------------------------------------------------------

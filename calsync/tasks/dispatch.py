@@ -7,6 +7,8 @@ import logging
 import math
 from collections.abc import Sequence
 
+import redis
+
 from calsync.celery import app
 from calsync.config import env
 from calsync.runtime import broker_client, current_settings
@@ -22,6 +24,8 @@ from calsync.tasks.sync import sync_batch  # noqa: F401  (registers the task the
 log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 200_000
+# Present as long as the broker keeps its data (calsync.tasks.dispatch.dispatch_tick).
+EPOCH_KEY = "calsync:broker-epoch"
 # A small tick is cut into at least this many chunks, so that every worker thread gets work.
 MIN_CHUNKS = 64
 
@@ -51,6 +55,21 @@ def enqueue_chains(claimed: Sequence[lifecycle.Claim]) -> None:
         publish_first_batches(app, client, single)
 
 
+def note_broker_epoch(client: redis.Redis, tick: dt.datetime, released: Sequence[int]) -> None:
+    """Mark this broker as known again, once the leases its lost messages carried are released.
+
+    Set only after the release committed and the new claims' messages were published: if the
+    tick dies before (Redis failing again mid-publish), the next one releases again.
+    """
+    client.set(EPOCH_KEY, tick.isoformat())
+    if released:
+        log.warning(
+            "tick %s: the broker had lost its data (Redis wiped or failed over to an empty replica); "
+            "%d lease(s) in flight released and claimed again",
+            tick.isoformat(), len(released),
+        )  # fmt: skip
+
+
 @app.task(bind=True, base=CalsyncTask, name=names.DISPATCH, acks_late=False)
 def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, object]:
     """Claim every operator that is due and start its chain; a slot is dispatched once."""
@@ -58,21 +77,33 @@ def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, objec
     tick = dt.datetime.fromisoformat(slot) if slot else slot_of(now)
     settings = current_settings()
     interval = settings.poll_interval_minutes * 60.0
+    client = broker_client()
+    # The epoch key lives as long as the broker's data: when it is missing, every message
+    # queued before may be gone, so the leases in flight are given back and claimed again.
+    broker_lost = not client.exists(EPOCH_KEY)
     with transaction() as conn:
         if not dispatch.take_slot(conn, tick):
             return {"slot": tick.isoformat(), "duplicate": True}
-        if pause.active(conn):
+        released = lifecycle.release_in_flight(conn) if broker_lost else []
+        paused = pause.active(conn)
+        if paused:
             # Exchange or the service account is broken for everyone: the paused batches
             # probe it themselves (calsync.store.pause); claiming would only churn leases.
             dispatch.record_tick(conn, tick, 0)
-            return {"slot": tick.isoformat(), "paused": True}
-        claimed = lifecycle.claim_due(
-            conn,
-            slack_seconds=min(30.0, interval * 0.1),
-            lease_seconds=env().lease_seconds,
-            limit=CLAIM_LIMIT,
-        )
-        dispatch.record_tick(conn, tick, len(claimed))
-    enqueue_chains(claimed)
+            claimed: list[lifecycle.Claim] = []
+        else:
+            claimed = lifecycle.claim_due(
+                conn,
+                slack_seconds=min(30.0, interval * 0.1),
+                lease_seconds=env().lease_seconds,
+                limit=CLAIM_LIMIT,
+            )
+            dispatch.record_tick(conn, tick, len(claimed))
+    if not paused:
+        enqueue_chains(claimed)
+    if broker_lost:
+        note_broker_epoch(client, tick, released)
+    if paused:
+        return {"slot": tick.isoformat(), "paused": True}
     log.info("tick %s: %d operator(s) dispatched", tick.isoformat(), len(claimed))
     return {"slot": tick.isoformat(), "dispatched": len(claimed)}

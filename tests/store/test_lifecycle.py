@@ -466,6 +466,61 @@ def test_release_with_a_stale_token_changes_nothing(db: Conn) -> None:
     assert state(db, op) == before
 
 
+def test_release_in_flight_frees_every_lease_taken_before_and_the_next_claim_takes_them(db: Conn) -> None:
+    """The broker lost its data: every lease in flight is given back, uncounted, and claimed again."""
+    chain = add_operator(db, "chain@example.com")
+    chain_token = renewed(db, chain, claim(db, chain)).lease_token  # a chain mid-way (worker owner)
+    quiet = add_operator(db, "quiet@example.com")
+    in_sync(db, quiet)
+    claim(db, quiet)  # a chunk's claim (dispatcher owner)
+    failing = add_operator(db, "failing@example.com")
+    failing_token = renewed(db, failing, claim(db, failing)).lease_token
+    assert lc.fail_transient(db, failing, failing_token, "HttpUnavailable", "503", 1200.0) is not None
+    idle = add_operator(db, "idle@example.com")  # not in flight: untouched
+    before = {op: state(db, op) for op in (chain, quiet, failing, idle)}
+
+    assert lc.release_in_flight(db) == sorted([chain, quiet, failing])
+
+    for op in (chain, quiet, failing):
+        after = state(db, op)
+        assert not after["in_flight"] and after["lease_expires_at"] is None and after["lease_owner"] is None
+        # Not a failure: status, counters, error and schedule are what they were.
+        for col in ("status", "stage", "attempts", "failing_since", "last_error_code", "next_poll_at", "lease_token"):
+            assert after[col] == before[op][col], (op, col)
+    assert state(db, idle) == before[idle]
+    # The old holder's token is worthless once the dispatcher claims again (same tick).
+    claims = {c.operator_id: c for c in lc.claim_due(db, 0.0, LEASE, 1000)}
+    assert {chain, quiet, failing} <= set(claims)
+    assert claims[quiet].quiet and not claims[chain].quiet
+    assert lc.renew(db, chain, chain_token, "late worker", LEASE) is None
+    with pytest.raises(LeaseLost):
+        lc.fence(db, chain, chain_token)
+
+
+def test_release_in_flight_leaves_leases_taken_after_the_cut(db: Conn) -> None:
+    old = add_operator(db, "old@example.com")
+    claim(db, old)
+    cut = now(db)
+    young = add_operator(db, "young@example.com")
+    token = claim(db, young)
+    assert lc.release_in_flight(db, claimed_before=cut) == [old]
+    after = state(db, young)
+    assert after["in_flight"] and after["lease_token"] == token and after["lease_expires_at"] is not None
+
+
+def test_release_in_flight_in_the_claiming_transaction_spares_that_transactions_claims(db: Conn) -> None:
+    """The dispatcher releases and claims in one transaction; its own fresh claims stay leased."""
+    op = add_operator(db, "a@example.com")
+    claim(db, op)
+    arrange(db, op, next_poll_at=now(db) - SECOND)
+    with db.transaction():
+        assert lc.release_in_flight(db) == [op]
+        claims = lc.claim_due(db, 0.0, LEASE, 1000)
+        assert [c.operator_id for c in claims] == [op]
+        assert lc.release_in_flight(db) == []
+    assert state(db, op)["in_flight"]
+
+
 # ---------------------------------------------------------------------------------------------
 # start_run and commit_page
 # ---------------------------------------------------------------------------------------------
