@@ -52,11 +52,13 @@ def fleet(
     tag: str = "w",
     queues: str = "dispatch,sync,notify",
     proto: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Fleet]:
     """Workers and a beat; `proto` names bench/proto/celeryconfig.py overrides to measure (e.g. "no-events")."""
     common.flush_redis()
     release_all()
     env = common.bench_env(sim, CALSYNC_DISPATCH_TICK_SECONDS=str(tick_seconds), CALSYNC_LEASE_SECONDS="120")
+    env.update(extra_env or {})
     cwd = os.getcwd()
     if proto:
         # Celery's own config-module variable: calsync/celery.py loads the overlay instead of calsync.celeryconfig.

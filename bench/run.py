@@ -22,7 +22,7 @@ from bench import common
 common.use_bench_environment()  # before anything reads calsync.config
 
 from bench import report  # noqa: E402
-from bench.scenarios import dispatcher, first_sync, latency, memory, polling, simulator  # noqa: E402
+from bench.scenarios import backpressure, dispatcher, first_sync, latency, memory, polling, simulator  # noqa: E402
 
 SCENARIOS = {
     "simulator": simulator.run,
@@ -31,6 +31,7 @@ SCENARIOS = {
     "first_sync": first_sync.run,
     "latency": latency.run,
     "memory": memory.run,
+    "backpressure": backpressure.run,
 }
 
 
@@ -70,6 +71,9 @@ def _notes(r: dict[str, Any]) -> list[str]:
 
 def _write(results: dict[str, Any], out_dir: Any) -> None:
     report.chart(results, out_dir / "bench.png")
+    if results.get("backpressure") and "error" not in results["backpressure"]:
+        backpressure.chart(results["backpressure"], out_dir / "backpressure.png")
+        print(backpressure.table(results["backpressure"]))
     (out_dir / "README-section.md").write_text(report.readme_section(results, _notes(results)))
     print(report.table(results))
     print()

@@ -51,6 +51,9 @@ class EnvConfig(BaseSettings):
     poll_chunk_size: int = Field(default=25, ge=1, le=500)
     visibility_timeout: int = Field(default=3600, ge=10, le=7 * 86400)
     redbeat_lock_timeout: int = Field(default=30, ge=3, le=3600)
+    # The dispatcher claims less while the sync queue is deeper than the fleet drains
+    # (calsync.backpressure); off only to measure what it prevents (bench/scenarios/backpressure.py).
+    backpressure: bool = True
 
     @model_validator(mode="after")
     def _password_sources(self) -> EnvConfig:
