@@ -55,7 +55,8 @@ def failure_episodes(mails: list[Mail]) -> list[tuple[str, str, str, str]]:
     for m in mails:
         if "calendar sync failed" not in m.subject and "paused for everyone" not in m.subject:
             continue
-        for block in m.body.split("\n* ")[1:]:
+        body = m.body.replace("\r\n", "\n")  # as SMTP carried it
+        for block in body.split("\n* ")[1:]:
             block = "* " + block
             head = EPISODE_RE.search(block)
             since = SINCE_RE.search(block)
@@ -75,6 +76,7 @@ def duplicate_emails(mails: list[Mail]) -> dict[str, Any]:
         "episodes_notified": len(set(episodes)),
         "recovery_emails": len(recoveries),
         "sent_twice": twice,
+        "subjects": [m.subject for m in mails],
     }
 
 
