@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from calsync.backpressure import Observation, claim_limit, drain_rate, target_wait
@@ -47,7 +49,7 @@ def test_a_fleet_that_keeps_up_ramps_up_from_the_bootstrap() -> None:
         limits.append(limit)
         obs = Observation(at=at, depth=limit, ops_per_message=1, rate=rate)  # all published, all drained by next tick
     assert limits[0] == 64
-    assert all(b >= 2 * a or b == CEILING for a, b in zip(limits, limits[1:], strict=False))
+    assert all(b >= 2 * a or b == CEILING for a, b in itertools.pairwise(limits))
     assert limits[-1] == CEILING
 
 
