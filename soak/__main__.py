@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from soak.run import soak, summary
 from soak.world import Size
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.minutes < 2:
         parser.error(f"--minutes {args.minutes:g}: a soak needs at least 2 minutes (warm-up, faults, convergence)")
+    signal.signal(signal.SIGTERM, _stop)  # a TERM unwinds like Ctrl-C: every process the soak started is stopped
     report = soak(args.minutes, args.out, Size(operators=args.operators), seed=args.seed)
     print(summary(report))
     print(f"report: {args.out / 'soak.json'}, timeline: {args.out / 'soak.png'}")

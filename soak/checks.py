@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 from collections import Counter
 from pathlib import Path
@@ -10,8 +11,38 @@ from typing import Any
 from urllib.parse import quote
 
 from soak.world import EWS_ACCOUNT, SMTP_PASSWORD, SMTP_USER, Mail
+from tests.integration.truth import diff, expected_rows, mirror_rows
 
 MEMORY_GROWTH_LIMIT = 0.10
+
+
+def mirror_problems(conn: Any, client: Any, operators: dict[str, int], since: dt.datetime) -> list[str]:
+    """Every operator's mirror against the simulator's truth, column for column (tests/integration/truth.py).
+
+    The window moves while a soak runs: an occurrence that entered the future horizon after
+    its series was last synced arrives with the daily horizon roll, and one that left the
+    past window stays (calsync keeps what it has). Rows whose membership changed between
+    `since` (before the first sync) and now may therefore be absent, or present and then
+    exact; everything else must match exactly.
+    """
+    problems: list[str] = []
+    now = dt.datetime.now(dt.UTC)
+    for email, op in operators.items():
+        items = client.list_items(email)
+        actual = mirror_rows(conn, op)
+        late = expected_rows(items, now, known=frozenset(actual))
+        early = expected_rows(items, since, known=frozenset(actual))
+        expected = dict(late)
+        for key in late.keys() - early.keys():
+            expected[key] = {**late[key], "_edge": True}
+        for key in early.keys() - late.keys():
+            if key in actual:
+                expected[key] = early[key]
+        problems += [f"{email}: {p}" for p in diff(expected, actual)]
+    dupes = conn.execute(
+        "SELECT operator_id, item_id FROM appointments GROUP BY operator_id, item_id HAVING count(*) > 1"
+    ).fetchall()
+    return problems + [f"duplicate row {d}" for d in dupes]
 
 
 def secrets() -> dict[str, str]:

@@ -27,7 +27,7 @@ from calsync.tasks import names
 from soak import checks, faults, timeline
 from soak.users import Users
 from soak.world import Size, World, world
-from tests.distributed.stack import connect, mirror_problems
+from tests.distributed.stack import connect
 
 SYNC_QUEUE = str(task_routes[names.SYNC_BATCH]["queue"])
 SAMPLE_SECONDS = 2.0
@@ -159,6 +159,7 @@ def soak(minutes: float, out_dir: Path, size: Size, seed: int = 7, order: list[s
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"minutes": minutes, "seed": seed, "size": {**size.__dict__},
                               "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
+    since = dt.datetime.now(dt.UTC)  # before any sync: the window can only have moved on from here
     with world(size, seed) as w:
         db = Db(w.pg_url)
         n = len(w.operators)
@@ -230,7 +231,7 @@ def soak(minutes: float, out_dir: Path, size: Size, seed: int = 7, order: list[s
         time.sleep(2 * SAMPLE_SECONDS)
         sampler.stop()
         conn = connect(w.pg_url)
-        problems = mirror_problems(conn, w.admin(), w.operators)
+        problems = checks.mirror_problems(conn, w.admin(), w.operators, since)
         conn.close()
         report["elapsed_s"] = round(time.time() - t0, 1)
         restarts = {name: w.stack.log(name).count(" exited (") for name in (*w.workers, *w.beats)}
