@@ -80,11 +80,13 @@ def claim_limit(
 
     Never fewer than `floor` (overdue and failing operators come first in the claim's order,
     so something always moves), never more than `ceiling`. Before any measurement (a fresh
-    start, or the observation lost with Redis) the queue may hold `bootstrap` messages: the
-    next tick measures the drain and the limit grows from there, at least doubling per tick
-    while the fleet keeps up (an emptied queue's drain is a lower bound, see drain_rate).
+    start, or the observation lost with Redis), an empty queue sets no limit (one tick then
+    claims every due operator, as without backpressure) and a queue that holds something may
+    grow to `bootstrap` messages until the next tick has measured the drain.
     """
     floor = max(1, min(floor, ceiling))
+    if rate is None and depth <= 0:
+        return ceiling
     room = (bootstrap if rate is None else rate * target_wait) - max(0, depth)
     if room <= 0:
         return floor

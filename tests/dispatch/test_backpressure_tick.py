@@ -83,24 +83,33 @@ def test_without_backpressure_every_due_operator_is_claimed(
     assert out["dispatched"] == N and out["limit"] is None, out
 
 
-def test_a_fresh_start_claims_the_bootstrap_then_measures(due: Any, clean_redis: Any) -> None:
-    from calsync.tasks.dispatch import MIN_CHUNKS
-
+def test_a_fresh_start_claims_every_due_operator(due: Any, clean_redis: Any) -> None:
+    """One tick on an empty queue claims all that is due, as without backpressure (a manual tick, a first start)."""
     out = tick()
-    assert out["dispatched"] == MIN_CHUNKS, out
+    assert out["dispatched"] == N and out["limit"] is None, out
+
+
+def test_a_leftover_queue_without_a_measurement_grows_only_to_the_bootstrap(due: Any, clean_redis: Any) -> None:
+    from calsync.tasks.dispatch import MIN_CHUNKS, sync_queue
+
+    clean_redis.lpush(sync_queue(), *[b"left over"] * 14)
+    out = tick()
+    assert out["dispatched"] == MIN_CHUNKS - 14, out
 
 
 def test_a_claim_that_takes_over_an_expired_lease_is_counted(due: Any, clean_redis: Any) -> None:
     from calsync.tasks.dispatch import BACKPRESSURE_KEY, MIN_CHUNKS, TOTALS_KEY, sync_queue
 
-    tick()  # the bootstrap: 64 claimed; their messages never run (no worker)
+    clean_redis.lpush(sync_queue(), *[b"left over"] * 1)
+    tick()  # the bootstrap: 63 claimed; their messages never run (no worker)
     # Their leases expire, they are the most overdue, and the queue (and what the dispatcher
-    # saw of it) is lost: the next bootstrap takes exactly them over.
+    # saw of it) is lost: the next tick, with one message left, takes exactly them over.
     due.execute(
         "UPDATE sync_state SET lease_expires_at = now() - interval '1 second', "
         "next_poll_at = now() - interval '1 hour' WHERE in_flight"
     )
     clean_redis.delete(BACKPRESSURE_KEY, sync_queue())
+    clean_redis.lpush(sync_queue(), *[b"left over"] * 1)
     out = tick()
-    assert out["reclaimed"] == out["dispatched"] == MIN_CHUNKS, out
-    assert int(clean_redis.hget(TOTALS_KEY, "reclaimed")) == MIN_CHUNKS
+    assert out["reclaimed"] == out["dispatched"] == MIN_CHUNKS - 1, out
+    assert int(clean_redis.hget(TOTALS_KEY, "reclaimed")) == MIN_CHUNKS - 1

@@ -11,8 +11,10 @@ from calsync.backpressure import Observation, claim_limit, drain_rate, target_wa
 CEILING = 200_000
 
 
-def test_before_any_measurement_the_queue_may_hold_the_bootstrap() -> None:
-    assert claim_limit(depth=0, rate=None, ops_per_message=1, target_wait=60, ceiling=CEILING, bootstrap=64) == 64
+def test_before_any_measurement_an_empty_queue_sets_no_limit_and_a_full_one_the_bootstrap() -> None:
+    """A fresh start claims what is due in one tick, as without backpressure; a leftover queue does not grow past
+    the bootstrap until the drain is measured."""
+    assert claim_limit(depth=0, rate=None, ops_per_message=1, target_wait=60, ceiling=CEILING, bootstrap=64) == CEILING
     assert claim_limit(depth=14, rate=None, ops_per_message=1, target_wait=60, ceiling=CEILING, bootstrap=64) == 50
     assert claim_limit(depth=500, rate=None, ops_per_message=1, target_wait=60, ceiling=CEILING, bootstrap=64) == 1
 
@@ -38,17 +40,18 @@ def test_the_limit_never_exceeds_the_ceiling() -> None:
     assert claim_limit(depth=1, rate=None, ops_per_message=1, target_wait=60, ceiling=1000, floor=5000) == 1000
 
 
-def test_a_fleet_that_keeps_up_ramps_up_from_the_bootstrap() -> None:
-    """Slow start: each tick whose queue was emptied at least doubles what the next may claim."""
-    tick, wait, obs, limits = 10.0, 150.0, None, []
+def test_a_fleet_that_keeps_up_ramps_up_from_a_low_estimate() -> None:
+    """Each tick whose queue was emptied at least doubles what the next may claim."""
+    tick, wait, limits = 10.0, 150.0, []
     at = 0.0
+    obs = Observation(at=0.0, depth=4, ops_per_message=1, rate=None)  # a small first tick, all drained
     for _ in range(5):
         at += tick
         rate = drain_rate(obs, at, depth=0)
         limit = claim_limit(0, rate, 1, wait, CEILING, bootstrap=64)
         limits.append(limit)
         obs = Observation(at=at, depth=limit, ops_per_message=1, rate=rate)  # all published, all drained by next tick
-    assert limits[0] == 64
+    assert limits[0] == 60  # 0.4 messages/s measured x 150 s
     assert all(b >= 2 * a or b == CEILING for a, b in itertools.pairwise(limits))
     assert limits[-1] == CEILING
 
