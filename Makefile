@@ -9,7 +9,7 @@ export CALSYNC_REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/calsync_test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: help venv db demo test lint bench bench-quick flower up down lock clean console console-assets browser
+.PHONY: help venv db demo test lint bench bench-quick soak flower up down lock clean console console-assets browser
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,8 +36,8 @@ test: $(STAMP) console-assets browser ## run the test suite against local Postgr
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, mypy and the import contracts (import-linter)
-	$(BIN)/ruff check calsync tests bench testkit
-	$(BIN)/ruff format --check calsync tests bench testkit
+	$(BIN)/ruff check calsync tests bench testkit soak
+	$(BIN)/ruff format --check calsync tests bench testkit soak
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -46,6 +46,10 @@ bench: $(STAMP) ## all benchmarks (under ten minutes); results in bench/results/
 
 bench-quick: $(STAMP) ## the benchmarks at small sizes (under a minute)
 	$(BIN)/python -m bench.run --quick
+
+SOAK_MINUTES ?= 30
+soak: $(STAMP) ## calsync under random faults while users edit (SOAK_MINUTES, default 30); report in soak/results/
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m soak
 
 flower: $(STAMP) ## Flower on http://127.0.0.1:5555 (basic auth from CALSYNC_FLOWER_BASIC_AUTH, default admin:admin)
 	$(BIN)/celery -A calsync flower --address=127.0.0.1 --port=5555 --basic-auth=$${CALSYNC_FLOWER_BASIC_AUTH:-admin:admin}

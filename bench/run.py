@@ -23,6 +23,7 @@ common.use_bench_environment()  # before anything reads calsync.config
 
 from bench import report  # noqa: E402
 from bench.scenarios import (  # noqa: E402
+    backpressure,
     console,
     dispatcher,
     first_sync,
@@ -44,6 +45,7 @@ SCENARIOS = {
     "push": push.run,
     "console": console.run,
     "graph": graph.run,
+    "backpressure": backpressure.run,
 }
 
 
@@ -92,6 +94,9 @@ def _notes(r: dict[str, Any]) -> list[str]:
 
 def _write(results: dict[str, Any], out_dir: Any) -> None:
     report.chart(results, out_dir / "bench.png")
+    if results.get("backpressure") and "error" not in results["backpressure"]:
+        backpressure.chart(results["backpressure"], out_dir / "backpressure.png")
+        print(backpressure.table(results["backpressure"]))
     (out_dir / "README-section.md").write_text(report.readme_section(results, _notes(results)))
     print(report.table(results))
     print()

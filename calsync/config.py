@@ -85,6 +85,9 @@ class EnvConfig(BaseSettings):
     # it (and the simulator's --push-minute-seconds) to a second or less.
     push_sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
     push_minute_seconds: float = Field(default=60.0, gt=0, le=60)
+    # The dispatcher claims less while the sync queue is deeper than the fleet drains
+    # (calsync.backpressure); off only to measure what it prevents (bench/scenarios/backpressure.py).
+    backpressure: bool = True
 
     @model_validator(mode="after")
     def _password_sources(self) -> EnvConfig:

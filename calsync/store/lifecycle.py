@@ -73,6 +73,9 @@ class Claim(NamedTuple):
     # In sync and healthy: its poll can go in a chunk (calsync.runner.chunk); otherwise
     # (first sync, resync, failing) it runs as its own chain of batches.
     quiet: bool
+    # It was still in flight under an expired lease: its previous message outlived the lease
+    # (a killed worker, or a queue deeper than the fleet drains; calsync.backpressure).
+    reclaimed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,10 @@ def _interval(seconds: float) -> dt.timedelta:
 
 
 def claim_due(conn: psycopg.Connection[Any], slack_seconds: float, lease_seconds: float, limit: int) -> list[Claim]:
-    """The dispatcher's claim: every due, enabled, unleased operator gets a fresh token.
+    """The dispatcher's claim: up to `limit` due, enabled, unleased operators get a fresh token.
+
+    Most overdue first (`next_poll_at`; a failing operator's retry time is its next poll), so
+    a limit set by backpressure (calsync.backpressure) delays the least urgent.
 
     One UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED): two dispatchers (a lock race
     between beats) can never claim the same operator twice.
@@ -117,7 +123,7 @@ def claim_due(conn: psycopg.Connection[Any], slack_seconds: float, lease_seconds
     rows = conn.execute(
         """
         WITH due AS (
-            SELECT s.operator_id
+            SELECT s.operator_id, s.in_flight AS reclaimed
               FROM sync_state s JOIN operators o ON o.id = s.operator_id
              WHERE o.calendar_sync
                AND s.next_poll_at <= now() + make_interval(secs => %(slack)s)
@@ -134,11 +140,12 @@ def claim_due(conn: psycopg.Connection[Any], slack_seconds: float, lease_seconds
           FROM due
          WHERE s.operator_id = due.operator_id
         RETURNING s.operator_id, s.lease_token,
-                  s.stage = 'incremental' AND s.status = 'active' AND s.failing_since IS NULL AS quiet
+                  s.stage = 'incremental' AND s.status = 'active' AND s.failing_since IS NULL AS quiet,
+                  due.reclaimed
         """,
         {"slack": slack_seconds, "lease": lease_seconds, "limit": limit},
     ).fetchall()
-    return [Claim(r["operator_id"], r["lease_token"], r["quiet"]) for r in rows]
+    return [Claim(r["operator_id"], r["lease_token"], r["quiet"], r["reclaimed"]) for r in rows]
 
 
 def renew(

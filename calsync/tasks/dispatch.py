@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 
+from calsync import backpressure
 from calsync.celery import app
 from calsync.config import env
 from calsync.runtime import broker_client, current_settings
@@ -18,7 +21,7 @@ from calsync.store.db import transaction
 from calsync.tasks import names
 from calsync.tasks.base import CalsyncTask
 from calsync.tasks.poll import poll_chunk  # noqa: F401  (registers the task the chunks run)
-from calsync.tasks.publish import publish_first_batches, publish_poll_chunks
+from calsync.tasks.publish import publish_first_batches, publish_poll_chunks, queue_for
 from calsync.tasks.sync import sync_batch  # noqa: F401  (registers the task the chains run)
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,10 @@ CLAIM_LIMIT = 200_000
 EPOCH_KEY = "calsync:broker-epoch"
 # A small tick is cut into at least this many chunks, so that every worker thread gets work.
 MIN_CHUNKS = 64
+# What the previous tick saw of the sync queue (calsync.backpressure.Observation, JSON), and
+# running totals for `calsync status`-style tools and the backpressure benchmark.
+BACKPRESSURE_KEY = "calsync:dispatch:backpressure"
+TOTALS_KEY = "calsync:dispatch:totals"
 
 
 def slot_of(now: dt.datetime, tick_seconds: float = DISPATCH_TICK_SECONDS) -> dt.datetime:
@@ -44,15 +51,72 @@ def chunked(claims: Sequence[tuple[int, int]], size: int, min_chunks: int = MIN_
     return [list(claims[i : i + n]) for i in range(0, len(claims), n)]
 
 
-def enqueue_chains(claimed: Sequence[lifecycle.Claim]) -> None:
-    """Start what each claim needs: a chunk of quiet polls, or the first batch of a chain."""
+def enqueue_chains(claimed: Sequence[lifecycle.Claim]) -> int:
+    """Start what each claim needs: a chunk of quiet polls, or the first batch of a chain.
+
+    Returns the number of messages published.
+    """
     quiet = [(c.operator_id, c.token) for c in claimed if c.quiet]
     single = [(c.operator_id, c.token) for c in claimed if not c.quiet]
     client = broker_client()
-    if quiet:
-        publish_poll_chunks(app, client, chunked(quiet, env().poll_chunk_size))
+    chunks = chunked(quiet, env().poll_chunk_size) if quiet else []
+    if chunks:
+        publish_poll_chunks(app, client, chunks)
     if single:
         publish_first_batches(app, client, single)
+    return len(chunks) + len(single)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """This tick's view of the sync queue and the claim limit it gives."""
+
+    at: float
+    depth: int
+    rate: float | None
+    limit: int
+    ops_per_message: float
+
+
+def sync_queue() -> str:
+    """The queue sync batches and poll chunks go to, from the one routing table."""
+    return queue_for(app, names.SYNC_BATCH)
+
+
+def _now(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1e6
+
+
+def plan_claims(client: redis.Redis, lease_seconds: float, tick_seconds: float) -> Budget:
+    """Read the queue and the previous tick's observation; the limit is CLAIM_LIMIT when backpressure is off."""
+    at, depth = _now(client), int(client.llen(sync_queue()))
+    raw = client.get(BACKPRESSURE_KEY)
+    prev = backpressure.Observation.from_json(json.loads(raw)) if raw else None
+    rate = backpressure.drain_rate(prev, at, depth)
+    ops = prev.ops_per_message if prev else 1.0
+    limit = CLAIM_LIMIT
+    if env().backpressure:
+        wait = backpressure.target_wait(lease_seconds, tick_seconds)
+        limit = backpressure.claim_limit(depth, rate, ops, wait, CLAIM_LIMIT, bootstrap=MIN_CHUNKS)
+    return Budget(at, depth, rate, limit, ops)
+
+
+def observe(client: redis.Redis, budget: Budget, claimed: Sequence[lifecycle.Claim], messages: int) -> None:
+    """Leave what this tick published for the next tick's estimate, and count the re-claims."""
+    ops = len(claimed) / messages if messages else budget.ops_per_message
+    obs = backpressure.Observation(
+        at=_now(client), depth=int(client.llen(sync_queue())), ops_per_message=max(1.0, ops), rate=budget.rate
+    )
+    reclaimed = sum(1 for c in claimed if c.reclaimed)
+    pipe = client.pipeline(transaction=False)
+    pipe.set(BACKPRESSURE_KEY, json.dumps(obs.to_json()), ex=3600)
+    pipe.hincrby(TOTALS_KEY, "ticks", 1)
+    pipe.hincrby(TOTALS_KEY, "claimed", len(claimed))
+    pipe.hincrby(TOTALS_KEY, "reclaimed", reclaimed)
+    held_back = budget.limit < CLAIM_LIMIT and len(claimed) >= budget.limit
+    pipe.hincrby(TOTALS_KEY, "held_back", 1 if held_back else 0)
+    pipe.execute()
 
 
 def note_broker_epoch(client: redis.Redis, tick: dt.datetime, released: Sequence[int]) -> None:
@@ -81,6 +145,7 @@ def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, objec
     # The epoch key lives as long as the broker's data: when it is missing, every message
     # queued before may be gone, so the leases in flight are given back and claimed again.
     broker_lost = not client.exists(EPOCH_KEY)
+    budget = plan_claims(client, env().lease_seconds, DISPATCH_TICK_SECONDS)
     with transaction() as conn:
         if not dispatch.take_slot(conn, tick):
             return {"slot": tick.isoformat(), "duplicate": True}
@@ -96,14 +161,23 @@ def dispatch_tick(self: CalsyncTask, slot: str | None = None) -> dict[str, objec
                 conn,
                 slack_seconds=min(30.0, interval * 0.1),
                 lease_seconds=env().lease_seconds,
-                limit=CLAIM_LIMIT,
+                limit=budget.limit,
             )
             dispatch.record_tick(conn, tick, len(claimed))
-    if not paused:
-        enqueue_chains(claimed)
+    messages = 0 if paused else enqueue_chains(claimed)
     if broker_lost:
         note_broker_epoch(client, tick, released)
     if paused:
         return {"slot": tick.isoformat(), "paused": True}
-    log.info("tick %s: %d operator(s) dispatched", tick.isoformat(), len(claimed))
-    return {"slot": tick.isoformat(), "dispatched": len(claimed)}
+    observe(client, budget, claimed, messages)
+    reclaimed = sum(1 for c in claimed if c.reclaimed)
+    limited = budget.limit < CLAIM_LIMIT
+    log.info(
+        "tick %s: %d operator(s) dispatched (%d re-claimed after their lease expired); sync queue %d deep%s",
+        tick.isoformat(), len(claimed), reclaimed, budget.depth,
+        f", claims limited to {budget.limit} (draining ~{budget.rate or 0:.1f} messages/s)" if limited else "",
+    )  # fmt: skip
+    return {
+        "slot": tick.isoformat(), "dispatched": len(claimed), "reclaimed": reclaimed,
+        "queue_depth": budget.depth, "limit": budget.limit if limited else None,
+    }  # fmt: skip

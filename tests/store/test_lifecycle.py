@@ -222,6 +222,16 @@ def test_claim_due_takes_over_an_expired_lease_and_forgets_older_tokens(db: Conn
         assert state(db, op) == frozen
 
 
+def test_claim_due_says_which_claims_take_over_an_expired_lease(db: Conn) -> None:
+    """The dispatcher counts these: each is a message that outlived its lease (backpressure)."""
+    stale = add_operator(db, "stale@example.com")
+    claim(db, stale)
+    fresh = add_operator(db, "fresh@example.com", due=True)
+    arrange(db, stale, lease_expires_at=now(db) - SECOND, next_poll_at=now(db) - SECOND)
+    claims = {c.operator_id: c.reclaimed for c in lc.claim_due(db, 0.0, LEASE, 10)}
+    assert claims == {fresh: False, stale: True}
+
+
 def test_claim_due_respects_limit_in_due_order(db: Conn) -> None:
     ops = [add_operator(db, f"{n}@example.com") for n in range(3)]
     t = now(db)
