@@ -25,6 +25,7 @@ from calsync.settings import EMAIL_RE
 from calsync.store import console as console_store
 from calsync.store import lifecycle
 from calsync.store import operators as store
+from calsync.store import settings as settings_store
 from calsync.store.db import pool
 from calsync.store.operators import ImportResult, OperatorError
 from calsync.store.status import STATUSES
@@ -91,21 +92,33 @@ def operator_list(request: Request, user: str) -> Response:
     )
 
 
+def _push_view(conn: Any, op: dict[str, Any]) -> dict[str, Any]:
+    """How the operator's changes reach calsync: "off" and "polled" say why there is no push."""
+    current = settings_store.load(conn)
+    if not current.notification_url:
+        return {"mode": "off"}
+    if (op["source"] or current.source.value) != "ews":
+        return {"mode": "polled"}
+    return {"mode": "push", **console_store.push_detail(conn, op["id"])}
+
+
+def _detail(conn: Any, operator_id: int) -> dict[str, Any] | None:
+    op = console_store.operator_by_id(conn, operator_id)
+    if op is None:
+        return None
+    return {
+        "op": op,
+        "runs": console_store.last_runs(conn, operator_id),
+        "episode": console_store.open_episode(conn, operator_id),
+        "push": _push_view(conn, op),
+    }
+
+
 @page
 def operator_detail(request: Request, user: str) -> Response:
     operator_id = int(request.path_params["operator_id"])
 
-    def read(conn: Any) -> dict[str, Any] | None:
-        op = console_store.operator_by_id(conn, operator_id)
-        if op is None:
-            return None
-        return {
-            "op": op,
-            "runs": console_store.last_runs(conn, operator_id),
-            "episode": console_store.open_episode(conn, operator_id),
-        }
-
-    data = in_transaction(read)
+    data = in_transaction(lambda conn: _detail(conn, operator_id))
     if data is None:
         return render(request, "error.html", status_code=404, title="No such operator",
                       message=f"There is no operator with id {operator_id}; it may have been deleted.")  # fmt: skip
@@ -226,11 +239,8 @@ def change(request: Request, form: FormData, user: str) -> Response:
         else:
             flash(request, f"Saved {op.email}.")
             return redirect(f"/operators/{operator_id}")
-    data = in_transaction(
-        lambda conn: {"op": console_store.operator_by_id(conn, operator_id), "runs": console_store.last_runs(conn, operator_id),
-                      "episode": console_store.open_episode(conn, operator_id)}
-    )  # fmt: skip
-    if data["op"] is None:
+    data = in_transaction(lambda conn: _detail(conn, operator_id))
+    if data is None:
         return redirect("/operators")
     failure = lookup(data["op"]["last_error_code"]) if data["op"]["last_error_code"] else None
     return render(request, "operator.html", status_code=400, nav="operators", failure=failure, email_error=problem,

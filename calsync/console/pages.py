@@ -20,6 +20,7 @@ from calsync.notify.catalogue import lookup
 from calsync.settings import SETTING_KEYS, ExchangeVersion, SettingError, SyncSettings, allowed_text, validate_one
 from calsync.store import console as console_store
 from calsync.store import pause as pause_store
+from calsync.store import push as push_store
 from calsync.store import settings as settings_store
 from calsync.store import status as status_store
 
@@ -76,6 +77,8 @@ def overview(request: Request, user: str) -> Response:
             "pause": paused,
             "pause_entry": lookup(paused.code) if paused else None,
             "audit": console_store.recent_audit(conn, 10),
+            "push_on": bool(settings_store.load(conn).notification_url),
+            "push": push_store.fleet(conn, env().push_minute_seconds),
         }
 
     data = in_transaction(read)
@@ -89,7 +92,10 @@ def history(request: Request, user: str) -> Response:
     chosen = request.query_params.get("range", "24h")
     if chosen not in HISTORY_RANGES:
         chosen = "24h"
-    rows = in_transaction(lambda conn: console_store.history(conn, HISTORY_RANGES[chosen]))
+    hours = HISTORY_RANGES[chosen]
+    rows, latency = in_transaction(
+        lambda conn: (console_store.history(conn, hours), console_store.push_latency_history(conn, hours))
+    )
     label = "%H:00" if chosen == "24h" else "%m-%d %H:00"
     series = {
         "labels": [r["hour"].astimezone(dt.UTC).strftime(label) for r in rows],
@@ -98,9 +104,15 @@ def history(request: Request, user: str) -> Response:
         "failures": [r["failed_runs"] + r["failures"] for r in rows],
     }
     totals = {k: sum(series[k]) for k in ("syncs", "changes", "failures")}
+    # Change latency exists only where push covered notifications in the range (table push_latencies).
+    covered = sum(r["n"] for r in latency)
+    if covered:
+        series["latency_p50"] = [r["p50"] for r in latency]
+        series["latency_p95"] = [r["p95"] for r in latency]
+        series["latency_n"] = [r["n"] for r in latency]
     return render(
         request, "history.html", nav="history", chosen=chosen, ranges=list(HISTORY_RANGES), rows=rows,
-        series=series, totals=totals,
+        series=series, totals=totals, covered=covered,
     )  # fmt: skip
 
 

@@ -157,7 +157,7 @@ def operator_page(conn: psycopg.Connection[Any], query: OperatorQuery) -> Operat
 def operator_by_id(conn: psycopg.Connection[Any], operator_id: int) -> dict[str, Any] | None:
     row = conn.execute(
         """
-        SELECT o.id, o.email, o.display_name, o.calendar_sync, o.created_at, o.updated_at,
+        SELECT o.id, o.email, o.display_name, o.calendar_sync, o.created_at, o.updated_at, o.source,
                s.status, s.stage, s.last_success_at, s.last_poll_at, s.next_poll_at, s.last_error_code,
                s.last_error_message, s.failing_since, s.attempts, s.batches_total, s.items_created,
                s.items_updated, s.items_deleted, s.in_flight, s.polls_total,
@@ -254,3 +254,60 @@ def recent_audit(conn: psycopg.Connection[Any], limit: int = 20) -> list[dict[st
         "SELECT at, actor, action, target, detail FROM console_audit ORDER BY at DESC, id DESC LIMIT %s", (limit,)
     ).fetchall()
     return [dict(r) for r in rows]
+
+
+def push_detail(conn: psycopg.Connection[Any], operator_id: int) -> dict[str, Any]:
+    """The operator's active subscription, else its newest one Exchange answered (a failed
+    Subscribe shows as last_error), and push health. The secret's hash is never selected, so
+    no page can show it."""
+    row = conn.execute(
+        """
+        SELECT p.state, p.subscription_id IS NOT NULL AS has_id, p.subscribed_at, p.last_heard_at,
+               p.status_frequency_minutes, p.end_reason, p.notifications, p.events,
+               ps.last_event_at, ps.dead_since, ps.last_error, ps.subscribe_attempts, ps.next_subscribe_at
+          FROM operators o
+          LEFT JOIN push_status ps ON ps.operator_id = o.id
+          LEFT JOIN LATERAL (SELECT q.state, q.subscription_id, q.subscribed_at, q.last_heard_at,
+                                    q.status_frequency_minutes, q.end_reason, q.notifications, q.events
+                               FROM push_subscriptions q WHERE q.operator_id = o.id
+                              ORDER BY (q.state = 'active') DESC, (q.subscription_id IS NOT NULL) DESC, q.id DESC
+                              LIMIT 1) p ON true
+         WHERE o.id = %s
+        """,
+        (operator_id,),
+    ).fetchone()
+    out = dict(row) if row else {}
+    out["subscribed"] = out.get("state") == "active"
+    return out
+
+
+def push_latency_history(
+    conn: psycopg.Connection[Any], hours: int, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per hour, oldest first, every hour present: notification-to-commit latency (p50, p95,
+    seconds; None in an hour without covered notifications) and how many were covered."""
+    rows = conn.execute(
+        """
+        WITH hours AS (
+            SELECT generate_series(date_trunc('hour', %(now)s::timestamptz) - make_interval(hours => %(h)s - 1),
+                                   date_trunc('hour', %(now)s::timestamptz), interval '1 hour') AS hour
+        ), lat AS (
+            SELECT date_trunc('hour', at) AS hour, count(*) AS n,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) AS p95
+              FROM push_latencies
+             WHERE at >= date_trunc('hour', %(now)s::timestamptz) - make_interval(hours => %(h)s - 1)
+             GROUP BY 1
+        )
+        SELECT h.hour, coalesce(l.n, 0) AS n, l.p50, l.p95
+          FROM hours h LEFT JOIN lat l USING (hour)
+         ORDER BY h.hour
+        """,
+        {"now": now or dt.datetime.now(dt.UTC), "h": hours},
+    ).fetchall()
+    return [
+        {"hour": r["hour"], "n": int(r["n"]),
+         "p50": None if r["p50"] is None else round(float(r["p50"]), 2),
+         "p95": None if r["p95"] is None else round(float(r["p95"]), 2)}
+        for r in rows
+    ]  # fmt: skip

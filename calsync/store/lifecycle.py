@@ -752,10 +752,15 @@ def push_after_finish(
               FROM push_status ps JOIN sync_state s ON s.operator_id = ps.operator_id
              WHERE ps.operator_id = ANY(%(ops)s) AND ps.first_pending_at <= s.last_poll_at
                FOR UPDATE OF ps
+        ), done AS (
+            UPDATE push_status ps SET first_pending_at = covered.still
+              FROM covered WHERE covered.operator_id = ps.operator_id
+            RETURNING ps.operator_id, greatest(extract(epoch FROM clock_timestamp() - covered.was), 0) AS secs
+        ), kept AS (
+            -- the console's history reads latency from Postgres (migration 0021)
+            INSERT INTO push_latencies (operator_id, seconds) SELECT operator_id, secs FROM done
         )
-        UPDATE push_status ps SET first_pending_at = covered.still
-          FROM covered WHERE covered.operator_id = ps.operator_id
-        RETURNING extract(epoch FROM clock_timestamp() - covered.was) AS secs
+        SELECT secs FROM done
         """,
         {"ops": list(operator_ids)},
     ).fetchall()

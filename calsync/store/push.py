@@ -366,7 +366,8 @@ def dead_too_long(conn: psycopg.Connection[Any], minutes: float, minute_seconds:
 
 
 def prune(conn: psycopg.Connection[Any], keep_days: float = 7.0) -> int:
-    """Ended subscriptions are kept a week (their late notifications get Unsubscribe), then removed."""
+    """Ended subscriptions are kept a week (their late notifications get Unsubscribe), then removed;
+    latency rows older than the console's longest history go too."""
     cur = conn.execute(
         """
         DELETE FROM push_subscriptions
@@ -374,6 +375,8 @@ def prune(conn: psycopg.Connection[Any], keep_days: float = 7.0) -> int:
         """,
         (int(keep_days),),
     )
+    # Latency rows feed the console's history, which looks back 7 days at most.
+    conn.execute("DELETE FROM push_latencies WHERE at < now() - make_interval(days => %s)", (int(keep_days) + 1,))
     return cur.rowcount
 
 
