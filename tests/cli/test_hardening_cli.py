@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
 from tests.cli.conftest import Run
 
@@ -181,6 +182,7 @@ def test_missing_ews_schema_fails_under_ci_and_is_loud_locally() -> None:
     assert "1 skipped" in local.stdout
 
 
+@pytest.mark.tooling
 def test_make_lock_re_resolves_both_lock_files(tmp_path: Path) -> None:
     """In a copy of the files `make lock` reads and writes, so the worktree's pins stay as they are."""
     for name in ("Makefile", "requirements.in", "requirements-dev.in", "requirements.lock", "requirements-dev.lock"):
