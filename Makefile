@@ -9,7 +9,7 @@ export CALSYNC_REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/calsync_test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: help venv db demo test test-tooling lint bench bench-quick soak flower up down lock clean console console-assets browser
+.PHONY: help venv db demo test test-slow test-tooling lint bench bench-quick soak flower up down lock clean console console-assets browser
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,12 @@ test: $(STAMP) console-assets browser ## run the test suite against local Postgr
 	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && echo "make test: docker-compose is missing; installing it now with apt-get install docker-compose (tests/compose validates docker/compose.yaml with it; install it yourself beforehand to avoid this)" >&2 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; } || echo "make test: docker-compose is missing and cannot be installed here; tests/compose will fail (apt-get install docker-compose)" >&2
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db create
 	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db upgrade
-	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -m "not tooling" $(PYTEST_ARGS)
+	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -m "not tooling and not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## the long-running tests make test leaves out (restarts, kill -9 mid-batch, a 10,000-item mailbox, 100k-row import)
+	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db create
+	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/calsync db upgrade
+	CALSYNC_DATABASE_URL=$(TEST_DATABASE_URL) CALSYNC_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 test-tooling: $(STAMP) ## the tests of the developer tooling (make lock re-resolving both lock files; a few minutes)
 	$(BIN)/pytest -m tooling $(PYTEST_ARGS)

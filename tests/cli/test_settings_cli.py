@@ -109,6 +109,7 @@ def test_unknown_key_is_refused(run: Run, db: psycopg.Connection[Any]) -> None:
     assert stored(db) == {}
 
 
+@pytest.mark.slow
 def test_good_values_are_stored_and_shown(run: Run, db: psycopg.Connection[Any]) -> None:
     before = json.loads(run("settings", "show", "--json").stdout)["settings"]
     assert all(item["default"] for item in before.values())

@@ -29,6 +29,7 @@ def company() -> Iterator[SimulatorProcess]:
         yield sim
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_one_huge_mailbox_and_a_hundred_small_ones_small_first(
     db: Any, clean_redis: Any, database_url: str, redis_url: str, company: SimulatorProcess

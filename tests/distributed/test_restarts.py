@@ -13,6 +13,8 @@ import os
 import subprocess
 from typing import Any
 
+import pytest
+
 from calsync.simulator import SimulatorProcess, mailbox_email
 from calsync.store import settings as settings_store
 from tests.conftest import CALSYNC
@@ -33,6 +35,7 @@ def progress(conn: Any) -> int:
     return int(row["n"])
 
 
+@pytest.mark.slow
 def test_redis_then_postgres_restart_mid_run_converges() -> None:
     with private_redis() as (redis_url, restart_redis), private_postgres() as (pg_url, restart_pg):
         env = {**os.environ, "CALSYNC_DATABASE_URL": pg_url, "CALSYNC_REDIS_URL": redis_url}

@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from calsync.simulator import SimulatorProcess, mailbox_email
 from tests.distributed.conftest import dispatch_now
 from tests.distributed.stack import Stack, insert_operators, mirror_problems, synced_count, wait_for
@@ -62,6 +64,7 @@ def test_fleet_wide_concurrency_cap_holds_under_two_workers_by_eight_slots(
     assert mirror_problems(db, sim.client(), operators) == []
 
 
+@pytest.mark.slow
 def test_kill_dash_nine_of_a_worker_mid_batch_converges(
     db: Any, stack_factory: Callable[..., tuple[Stack, SimulatorProcess]], set_settings: Callable[..., None]
 ) -> None:
