@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"compare: round {n + 1}/{args.rounds}, {label}", flush=True)
             runs[label].append(_run(tree, args.scenario))
     med = {
-        label: {k: statistics.median(r[k] for r in rs) for k in ("polls_per_s", "cpu_ms_per_poll")}
+        label: {k: round(statistics.median(r[k] for r in rs), 3) for k in ("polls_per_s", "cpu_ms_per_poll")}
         for label, rs in runs.items()
     }
     ratio = {k: round(med["head"][k] / med["base"][k], 3) for k in ("polls_per_s", "cpu_ms_per_poll")}
