@@ -9,7 +9,7 @@ from typing import Any
 
 from calsync.simulator import SimulatorProcess, mailbox_email
 from tests.conftest import CALSYNC
-from tests.distributed.stack import Stack, insert_operators
+from tests.distributed.stack import Stack, insert_operators, wait_for
 
 
 def test_sync_now_with_wait(
@@ -21,6 +21,9 @@ def test_sync_now_with_wait(
     # Both were synced long ago and are not due for hours.
     db.execute("UPDATE sync_state SET next_poll_at = now() + interval '5 hours'")
     stack.worker("w1", concurrency=2)
+    # `calsync sync --wait` refuses at once when no worker answers a ping (issue 14), so the
+    # worker must be up first: a slow start is not what this test is about.
+    wait_for(lambda: " ready." in stack.log("w1"), 60, "the worker to be ready")
     proc = subprocess.run(
         [CALSYNC, "sync", mailbox_email(1), "--wait", "--timeout", "60"],
         env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=90,
