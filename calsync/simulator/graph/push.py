@@ -184,6 +184,13 @@ def loopback(host: str | None) -> bool:
         return False
 
 
+def endpoint(url: str) -> str:
+    """What slow-endpoint accounting is kept per: the listener (scheme, host, port), not each
+    subscription's URL, so one slow listener slows every subscription it serves."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def check_url(value: Any, what: str) -> str:
     """https, or http to a loopback host (the tests' listener): Graph itself requires https."""
     if not isinstance(value, str) or not value:
@@ -209,7 +216,7 @@ class GraphPusher:
         self.by_mailbox: dict[str, set[str]] = {}  # mailbox key -> ids of its active subscriptions
         self.wakes: dict[str, asyncio.Event] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.history: dict[str, deque[bool]] = {}  # endpoint -> its recent answers (True = slow)
+        self.history: dict[str, deque[bool]] = {}  # endpoint() -> its recent answers (True = slow)
         self.penalty: dict[str, float] = {}  # endpoint -> until when its notifications are dropped
 
     def minutes(self, n: float) -> float:
@@ -339,8 +346,11 @@ class GraphPusher:
         loop = self.loop
         if loop is None:
             return
-        for sub_id in list(self.by_mailbox.get(mailbox.key, ())):
-            loop.call_soon_threadsafe(self._wake, sub_id)
+        loop.call_soon_threadsafe(self._wake_mailbox, mailbox.key)
+
+    def _wake_mailbox(self, key: str) -> None:
+        for sub_id in list(self.by_mailbox.get(key, ())):
+            self._wake(sub_id)
 
     def _wake(self, sub_id: str) -> None:
         wake = self.wakes.get(sub_id)
@@ -390,7 +400,7 @@ class GraphPusher:
             elif sub.failing_since is not None:
                 times.append(sub.next_attempt)
             else:
-                times.append(self.penalty.get(sub.notification_url, now))
+                times.append(self.penalty.get(endpoint(sub.notification_url), now))
         return min(times)
 
     def _collect(self, sub: GraphSubscription) -> None:
@@ -436,8 +446,7 @@ class GraphPusher:
             return
         if sub.delay_until is not None and now < sub.delay_until:
             return
-        url = sub.notification_url
-        verdict = self._verdict(url, now)
+        verdict = self._verdict(endpoint(sub.notification_url), now)
         if verdict == "drop":
             sub.dropped += len(sub.pending)
             self.sim.stats.response("graph_notify_dropped_slow")
@@ -548,21 +557,22 @@ class GraphPusher:
         except TimeoutError:
             sim.stats.response(f"{operation}_timeout")
             if record:
-                self._answered(url, slow=True)
+                self._answered(endpoint(url), slow=True)
             return None
         except (aiohttp.ClientError, OSError):
             sim.stats.response(f"{operation}_unreachable")
             return None
         elapsed = time.monotonic() - started
         if record:
-            self._answered(url, slow=elapsed * 1000.0 > self.options.slow_ms)
+            self._answered(endpoint(url), slow=elapsed * 1000.0 > self.options.slow_ms)
         sim.stats.response(f"{operation}_http_{status}")
         return status if elapsed <= limit else None
 
     def _answered(self, url: str, slow: bool) -> None:
         answers = self.history.get(url)
-        if answers is None or answers.maxlen != self.options.slow_window:
-            answers = self.history[url] = deque(answers or (), maxlen=max(1, self.options.slow_window))
+        size = max(1, self.options.slow_window)
+        if answers is None or answers.maxlen != size:
+            answers = self.history[url] = deque(answers or (), maxlen=size)
         answers.append(slow)
 
     def _session(self) -> aiohttp.ClientSession:

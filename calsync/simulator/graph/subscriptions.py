@@ -125,6 +125,13 @@ class SubscriptionApi:
 
         return await self._answer("graph_renew", work)
 
+    async def get(self, request: web.Request) -> web.Response:
+        async def work() -> tuple[int, Any]:
+            issued = self._auth(request, "graph_subscription")
+            return 200, self.pusher.active(request.match_info["sub_id"], issued.client_id).body()
+
+        return await self._answer("graph_subscription", work)
+
     async def reauthorize(self, request: web.Request) -> web.Response:
         async def work() -> tuple[int, Any]:
             issued = self._auth(request, "graph_reauthorize")
@@ -194,6 +201,7 @@ def routes(front: GraphFrontEnd) -> list[web.RouteDef]:
     return [
         web.post(GRAPH_PREFIX + "/subscriptions", api.create),
         web.get(GRAPH_PREFIX + "/subscriptions", api.list),
+        web.get(sub, api.get),
         web.patch(sub, api.renew),
         web.delete(sub, api.delete),
         web.post(sub + "/reauthorize", api.reauthorize),
