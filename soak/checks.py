@@ -133,6 +133,7 @@ def memory(samples: list[dict[str, Any]], warm_from: float, measured: str) -> di
         "ok": growth < MEMORY_GROWTH_LIMIT,
         "worker": measured,
         "pid": pid,
+        "warm_from_s": warm_from,
         "span_s": round(series[-1][0] - series[0][0], 1),
         "rss_start_mib": round(start, 1),
         "rss_end_mib": round(end, 1),
