@@ -3,9 +3,12 @@
     python -m soak.memtrace DIR [--from SECONDS] [--top 25] [--frames 6]
 
 Prints, for the longest-lived traced process, the traced total at every snapshot (does it
-grow like the RSS, or is the RSS growth outside Python's allocator?) and the allocation
-sites that grew most between the first snapshot at or after --from and the last, grouped by
-traceback, and which of those grew at every step (a leak grows steadily; a warm-up stops).
+grow like the RSS, or is the RSS growth outside Python's allocator? does it fall back when a
+full garbage collection runs?) and the allocating lines that grew most between the first
+snapshot at or after --from and the last, each with its largest call path and the number of
+intervals in which it grew (a leak grows in every one; a warm-up stops). With
+SOAK_TRACEMALLOC_HOLDERS=TypeName,... the worker also writes, per snapshot, how many objects
+of those types are alive, what holds the first one, and how many a full collection frees.
 """
 
 from __future__ import annotations
