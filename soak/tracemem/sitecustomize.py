@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 import time
 import tracemalloc
@@ -41,6 +42,7 @@ def _holders(type_names: list[str]) -> str:
     """How many objects of each named type are alive, and what holds the first one alive: the
     chain of referrers up from it (what a retained type's allocation site does not say)."""
     out = []
+    here = sys._getframe()
     for type_name in type_names:
         alive = [o for o in gc.get_objects() if type(o).__name__ == type_name]
         out.append(f"{type_name}: {len(alive)} alive")
@@ -49,14 +51,14 @@ def _holders(type_names: list[str]) -> str:
         obj: object = alive[0]
         seen = {id(alive), id(obj)}
         for depth in range(15):
-            refs = [r for r in gc.get_referrers(obj) if id(r) not in seen and type(r).__name__ != "frame"]
+            refs = [r for r in gc.get_referrers(obj) if id(r) not in seen and r is not here]
             seen.add(id(refs))
             if not refs:
                 out.append(f"  {depth}: nothing else holds it")
                 break
             obj = refs[0]
             seen.add(id(obj))
-            hint = list(obj)[:6] if isinstance(obj, dict) else ""
+            hint = list(obj)[:6] if isinstance(obj, dict) else getattr(getattr(obj, "f_code", None), "co_name", "")
             out.append(f"  {depth}: {type(obj).__module__}.{type(obj).__qualname__} {hint!r:.200}")
         del alive, obj
     # Garbage or held? A full collection frees what only reference cycles keep (the caller's
