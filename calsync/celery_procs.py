@@ -58,11 +58,17 @@ def start_beat(
 
 
 def start_listener(
-    env: Mapping[str, str], port: int, host: str = "127.0.0.1", log_file: Path | None = None
+    env: Mapping[str, str],
+    port: int,
+    host: str = "127.0.0.1",
+    log_file: Path | None = None,
+    supervised: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """A push listener process (`calsync listener serve`), as a deployment runs it."""
+    """A push listener process (`calsync listener serve`), as a deployment runs it; `supervised`
+    starts it again when it exits (the soak kills it with -9)."""
     calsync = str(Path(sys.executable).parent / "calsync")
-    return _spawn([calsync, "listener", "serve", "--host", host, "--port", str(port)], env, log_file)
+    args = [calsync, "listener", "serve", "--host", host, "--port", str(port)]
+    return _spawn(_supervise(args, "listener") if supervised else args, env, log_file)
 
 
 def _spawn(args: list[str], env: Mapping[str, str], log_file: Path | None) -> subprocess.Popen[bytes]:

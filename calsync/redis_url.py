@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
@@ -100,6 +102,19 @@ def client(url: str, master: str, **options: Any) -> redis.Redis:
         socket_connect_timeout=options.get("socket_connect_timeout"),
     )
     return sentinel.master_for(master, db=target.db, **auth, **options)
+
+
+def async_client(url: str, master: str, **options: Any) -> aioredis.Redis:
+    """The asyncio twin of `client` (the push listener): through Sentinel, it follows failovers."""
+    target = parse(url)
+    if not target.is_sentinel:
+        return aioredis.Redis.from_url(url, **options)
+    sentinel = AsyncSentinel(
+        list(target.sentinels),
+        socket_timeout=options.get("socket_timeout"),
+        socket_connect_timeout=options.get("socket_connect_timeout"),
+    )
+    return sentinel.master_for(master, db=target.db, username=target.username, password=target.password, **options)
 
 
 def redbeat_url(target: RedisTarget) -> str:

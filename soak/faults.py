@@ -4,10 +4,8 @@ Each injector does its fault and returns a one-line description for the timeline
 with a duration (an Exchange answer that misbehaves for a while) hold it themselves and heal
 before returning, so the soak injects one fault at a time and the timeline shows its span.
 
-A Sentinel failover (issue 14) belongs here once calsync speaks `sentinel://` (branch
-redis-ha): register an injector that asks a sentinel to fail the master over
-(`SENTINEL FAILOVER <name>`) and the environment that starts three redis-servers and three
-sentinels (soak/world.py).
+Redis is a Sentinel group (soak/world.py): a restart keeps the master (back within the
+sentinels' down-after time, with its append-only file); a failover moves it.
 """
 
 from __future__ import annotations
@@ -19,6 +17,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import psutil
+
+from tests.distributed.sentinels import MASTER_NAME
+from tests.distributed.stack import wait_for
 
 if TYPE_CHECKING:
     from soak.world import World
@@ -93,13 +94,13 @@ def mailbox_outage(world: World) -> str:
     return f"{mailbox} answered 503 for {time.monotonic() - started:.0f}s ({verdict})"
 
 
-def _supervised_child(world: World, name: str) -> psutil.Process | None:
-    """The celery process under a supervisor loop (kill -9 hits it, not the supervisor)."""
+def _supervised_child(world: World, name: str, command: str = "celery") -> psutil.Process | None:
+    """The process under a supervisor loop (kill -9 hits it, not the supervisor)."""
     try:
         children = psutil.Process(world.stack.procs[name].pid).children()
     except psutil.NoSuchProcess:
         return None
-    return next((c for c in children if "celery" in " ".join(c.cmdline())), None)
+    return next((c for c in children if command in " ".join(c.cmdline())), None)
 
 
 @fault("kill_worker")
@@ -122,10 +123,49 @@ def kill_beat_leader(world: World) -> str:
     return f"kill -9 beat leader {leader} (pid {child.pid})"
 
 
+@fault("kill_listener")
+def kill_listener(world: World) -> str:
+    """The push listener dies mid-notification; its supervisor starts it again a second later.
+    Exchange retries what got no answer (the simulator: after 30 s, then once a StatusFrequency)."""
+    name = world.rng.choice(world.listeners)
+    child = _supervised_child(world, name, command="listener serve")
+    if child is None:
+        return f"{name}: no listener process to kill (restarting)"
+    os.kill(child.pid, signal.SIGKILL)
+    return f"kill -9 {name} (pid {child.pid})"
+
+
 @fault("redis_restart")
 def redis_restart(world: World) -> str:
-    world.restart_redis()
-    return "Redis killed and started again (append-only file kept)"
+    port = world.restart_redis()
+    return f"Redis master {port} killed and started again (append-only file kept; still the master)"
+
+
+@fault("sentinel_failover")
+def sentinel_failover(world: World) -> str:
+    """The sentinels move the master: in turn, the master is killed (-9, as a lost host; started
+    again a little later, it rejoins as a replica) or an operator asks for it (SENTINEL FAILOVER).
+    Writes of the master's last moments may not have reached the replica that takes over."""
+    group = world.redis
+    old = group.master_port()
+    if old is None:
+        raise RuntimeError("no sentinel names a master")
+    killed = world.failovers % 2 == 0
+    world.failovers += 1
+    started = time.monotonic()
+    if killed:
+        group.kill(old)
+    else:
+        group.sentinel(world.rng.randrange(len(group.sentinel_ports))).execute_command(
+            "SENTINEL", "FAILOVER", MASTER_NAME
+        )
+    wait_for(lambda: group.master_port() not in (None, old), 90, "the sentinels' failover", interval=0.2)
+    took = time.monotonic() - started
+    new = group.master_port()
+    if killed:
+        group.start_redis(old, replica_of=new)
+    how = "master killed (-9), restarted as a replica" if killed else f"SENTINEL FAILOVER {MASTER_NAME}"
+    return f"{how}: master {old} -> {new} after {took:.1f}s"
 
 
 @fault("postgres_restart")

@@ -84,7 +84,7 @@ class Sampler:
         self.samples: list[dict[str, Any]] = []
         self.seen: dict[str, float] = {}
         self.db = Db(w.pg_url)
-        self.redis = redis.Redis.from_url(w.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.redis = w.redis_client()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="soak-sampler", daemon=True)
 
@@ -154,13 +154,20 @@ def _count(db: Db, sql: str, params: Any = None) -> int:
     return int(rows[0]["n"]) if rows else -1
 
 
-def soak(minutes: float, out_dir: Path, size: Size, seed: int = 7, order: list[str] | None = None) -> dict[str, Any]:
+def soak(
+    minutes: float,
+    out_dir: Path,
+    size: Size,
+    seed: int = 7,
+    order: list[str] | None = None,
+    trace_memory: bool = False,
+) -> dict[str, Any]:
     """Run the soak; returns the report (also written to out_dir) with `ok` and each check."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"minutes": minutes, "seed": seed, "size": {**size.__dict__},
                               "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}  # fmt: skip
     since = dt.datetime.now(dt.UTC)  # before any sync: the window can only have moved on from here
-    with world(size, seed) as w:
+    with world(size, seed, out_dir / "tracemalloc" if trace_memory else None) as w:
         db = Db(w.pg_url)
         n = len(w.operators)
         say(f"{n} operators, {size.workers} workers x {size.threads} threads, 2 beats; waiting for first syncs")
@@ -234,8 +241,9 @@ def soak(minutes: float, out_dir: Path, size: Size, seed: int = 7, order: list[s
         problems = checks.mirror_problems(conn, w.admin(), w.operators, since)
         conn.close()
         report["elapsed_s"] = round(time.time() - t0, 1)
-        restarts = {name: w.stack.log(name).count(" exited (") for name in (*w.workers, *w.beats)}
-        alive = {name: w.stack.procs[name].poll() is None for name in (*w.workers, *w.beats)}
+        supervised = (*w.workers, *w.beats, *w.listeners)
+        restarts = {name: w.stack.log(name).count(" exited (") for name in supervised}
+        alive = {name: w.stack.procs[name].poll() is None for name in supervised}
         emails = checks.duplicate_emails(w.sink.mails)
         emails["mailbox_outages"] = len(w.outages)
         emails["episodes_in_db"] = episodes[0]
@@ -248,7 +256,6 @@ def soak(minutes: float, out_dir: Path, size: Size, seed: int = 7, order: list[s
                    "marked": len(users.made), "seen_in_postgres": len(sampler.seen)},
             faults=events,
             faults_by_kind=dict(Counter(e["fault"] for e in events)),
-            not_yet_injected=["sentinel_failover (waits for Sentinel support, branch redis-ha)"],
             mirror={"ok": not problems and report["converged_s"] is not None, "problems": problems[:50],
                     "problem_count": len(problems)},
             emails=emails,

@@ -97,7 +97,9 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-def build_app(database_url: str, redis_url: str, broker_url: str, pool_size: int = 10) -> web.Application:
+def build_app(
+    database_url: str, redis_url: str, broker_url: str, pool_size: int = 10, sentinel_master: str = "mymaster"
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
 
     async def lifecycle(app: web.Application) -> Any:
@@ -114,7 +116,7 @@ def build_app(database_url: str, redis_url: str, broker_url: str, pool_size: int
         )
         await pool.open()
         app[POOL_KEY] = pool
-        app[KICK_KEY] = Kicker(redis_url, broker_url)
+        app[KICK_KEY] = Kicker(redis_url, broker_url, sentinel_master)
         yield
         await app[KICK_KEY].close()
         await pool.close()
@@ -125,9 +127,17 @@ def build_app(database_url: str, redis_url: str, broker_url: str, pool_size: int
     return app
 
 
-def serve(host: str, port: int, database_url: str, redis_url: str, broker_url: str) -> None:
+def serve(
+    host: str, port: int, database_url: str, redis_url: str, broker_url: str, sentinel_master: str = "mymaster"
+) -> None:
     try:
         psycopg.conninfo.conninfo_to_dict(database_url)
     except psycopg.ProgrammingError as exc:
         raise SystemExit(f"CALSYNC_DATABASE_URL is not a valid Postgres URL: {exc}") from exc
-    web.run_app(build_app(database_url, redis_url, broker_url), host=host, port=port, access_log=None, print=None)
+    web.run_app(
+        build_app(database_url, redis_url, broker_url, sentinel_master=sentinel_master),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+    )

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from calsync import redis_url
 from calsync.tasks import names
 from calsync.tasks.publish import build_template, render
 
@@ -35,12 +34,12 @@ def kick_template() -> dict[str, Any]:
 
 
 class Kicker:
-    def __init__(self, lock_url: str, broker_url: str) -> None:
-        self.locks = aioredis.Redis.from_url(lock_url, socket_timeout=5, socket_connect_timeout=5)
+    def __init__(self, lock_url: str, broker_url: str, sentinel_master: str = "mymaster") -> None:
+        # sentinel:// URLs as everywhere else in calsync: the clients follow the master across failovers.
+        options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+        self.locks = redis_url.async_client(lock_url, sentinel_master, **options)
         self.broker = (
-            self.locks
-            if broker_url == lock_url
-            else aioredis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+            self.locks if broker_url == lock_url else redis_url.async_client(broker_url, sentinel_master, **options)
         )
         self.template = kick_template()
         self.queue = str(self.template["_queue"])  # celeryconfig routes the kick (the dispatch queue)

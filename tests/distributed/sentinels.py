@@ -27,6 +27,7 @@ class SentinelGroup:
     redis_ports: list[int]
     sentinel_ports: list[int]
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    appendonly: bool = False
 
     @property
     def url(self) -> str:
@@ -57,6 +58,16 @@ class SentinelGroup:
         proc.kill()
         proc.wait(timeout=10)
 
+    def start_redis(self, port: int, replica_of: int | None = None) -> None:
+        """(Re)start the redis-server of `port` on its own directory (its append-only file, if any)."""
+        d = self.data / f"redis-{port}"
+        d.mkdir(exist_ok=True)
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes" if self.appendonly else "no", "--dir", str(d)]  # fmt: skip
+        if replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(replica_of)]
+        self.procs[port] = _start(args, self.data / f"redis-{port}.log")
+
     def stop(self) -> None:
         for proc in self.procs.values():
             proc.kill()
@@ -70,25 +81,21 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def sentinel_group() -> Iterator[SentinelGroup]:
+def sentinel_group(down_after_ms: int = 1000, appendonly: bool = False) -> Iterator[SentinelGroup]:
+    """`down_after_ms`: how long the master may be silent before the sentinels fail it over (a
+    restart quicker than that stays a restart); `appendonly`: a restarted server keeps its data."""
     data = Path(tempfile.mkdtemp(prefix="calsync-sentinel-"))
-    group = SentinelGroup(data, [free_port() for _ in range(3)], [free_port() for _ in range(3)])
+    group = SentinelGroup(data, [free_port() for _ in range(3)], [free_port() for _ in range(3)], appendonly=appendonly)
     master = group.redis_ports[0]
     try:
         for i, port in enumerate(group.redis_ports):
-            d = data / f"redis-{port}"
-            d.mkdir()
-            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", str(d)]  # fmt: skip
-            if i:
-                args += ["--replicaof", "127.0.0.1", str(master)]
-            group.procs[port] = _start(args, data / f"redis-{port}.log")
+            group.start_redis(port, replica_of=master if i else None)
         for port in group.sentinel_ports:
             conf = data / f"sentinel-{port}.conf"
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {data}\n"
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n"
-                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
                 f"sentinel failover-timeout {MASTER_NAME} 10000\n"
                 f"sentinel parallel-syncs {MASTER_NAME} 2\n"
             )

@@ -54,3 +54,16 @@ def test_memory_flat_passes_and_growth_fails() -> None:
     # Before warm-up does not count.
     assert memory(_samples([50.0] * 50 + [100.0] * 50), warm_from=100.0, measured="w1")["ok"]
     assert not memory([], warm_from=0.0, measured="w1")["ok"]
+
+
+def test_a_restarted_worker_is_measured_after_its_own_warm_up() -> None:
+    # pid 10 lives 100 s; pid 11 starts at 100 s, climbs for 40 s (its start-up), then grows 3%.
+    samples = _samples([100.0] * 50) + [
+        {"t": 100.0 + 2 * i, "rss": {"w1": (11, min(60.0 + 2 * i, 100.0) + (3.0 if i > 150 else 0.0))}}
+        for i in range(300)
+    ]
+    mem = memory(samples, warm_from=50.0, measured="w1")
+    assert mem["ok"] and mem["pid"] == 11 and mem["warm_from_s"] == 150.0, mem
+    assert [p["pid"] for p in mem["processes"]] == [10, 11]
+    # Measured from the run's warm-up instead, its start-up would look like 60% growth.
+    assert not memory(samples, warm_from=50.0, measured="w1", own_warm_up=False)["ok"]
