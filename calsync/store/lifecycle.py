@@ -802,6 +802,7 @@ def push_after_finish(
                    CASE WHEN ps.last_event_at > s.last_poll_at THEN ps.last_event_at END AS still
               FROM push_status ps JOIN sync_state s ON s.operator_id = ps.operator_id
              WHERE ps.operator_id = ANY(%(ops)s) AND ps.first_pending_at <= s.last_poll_at
+             ORDER BY ps.operator_id  -- the listener locks push_status rows in this order too
                FOR UPDATE OF ps
         ), done AS (
             UPDATE push_status ps SET first_pending_at = covered.still

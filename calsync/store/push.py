@@ -47,27 +47,27 @@ class Notice:
 # One statement for any number of notifications (the listener's group commit): each
 # subscription is checked (secret, id, state, operator enabled) and its watermark and
 # last-heard time recorded; a notification with events also stamps
-# push_status.last_event_at (a sync claimed before that time owes another). Rows are locked
-# in id order, so that two statements (two listeners) never deadlock on each other, and the
-# caller never puts one secret twice in a statement (an UPDATE changes a row once).
+# push_status.last_event_at (a sync claimed before that time owes another). The caller never
+# puts one secret twice in a statement (an UPDATE changes a row once). push_status rows are
+# locked in operator order, as the sync that covers them locks them (lifecycle.
+# push_after_finish), so a statement never deadlocks with a worker. Subscription rows are
+# updated in the order of their secrets (hear_many sorts them; an explicit lock in order
+# doubled Postgres' cost per keep-alive): two listeners' statements that met the same
+# subscriptions in another order would deadlock at worst, and Postgres fails one of them,
+# whose notifications get no answer and are sent again by Exchange.
 _HEAR = """
 WITH n AS (
     SELECT * FROM unnest(%(h)s::bytea[], %(sid)s::text[], %(wm)s::text[], %(events)s::int[])
                   WITH ORDINALITY AS n (h, sid, wm, events, i)
-), locked AS (
-    SELECT p.id, n.sid, n.wm, n.events, n.i
-      FROM push_subscriptions p JOIN n ON p.secret_hash = n.h
-     ORDER BY p.id
-       FOR UPDATE OF p
 ), sub AS (
     UPDATE push_subscriptions p
-       SET last_heard_at = now(), watermark = COALESCE(l.wm, p.watermark),
-           notifications = p.notifications + 1, events = p.events + l.events
-      FROM locked l, operators o
-     WHERE p.id = l.id AND o.id = p.operator_id AND o.calendar_sync
+       SET last_heard_at = now(), watermark = COALESCE(n.wm, p.watermark),
+           notifications = p.notifications + 1, events = p.events + n.events
+      FROM n, operators o
+     WHERE p.secret_hash = n.h AND o.id = p.operator_id AND o.calendar_sync
        AND p.state IN ('subscribing', 'active')
-       AND (p.subscription_id IS NULL OR p.subscription_id = l.sid)
-    RETURNING l.i, p.operator_id, l.events
+       AND (p.subscription_id IS NULL OR p.subscription_id = n.sid)
+    RETURNING n.i, p.operator_id, n.events
 ), owed AS (
     SELECT ps.operator_id, x.events
       FROM push_status ps
@@ -127,10 +127,11 @@ def _params(notices: Sequence[Notice]) -> dict[str, Any]:
 async def hear_many(conn: psycopg.AsyncConnection[Any], notices: Sequence[Notice]) -> list[Heard]:
     """Record notifications of distinct subscriptions in one statement (autocommit connection
     of the listener); one Heard per notice, in order."""
-    cur = await conn.execute(_HEAR, _params(notices))
-    matched = {int(r["i"]): int(r["operator_id"]) for r in await cur.fetchall()}
+    order = sorted(range(len(notices)), key=lambda k: notices[k].secret_hash)
+    cur = await conn.execute(_HEAR, _params([notices[k] for k in order]))
+    matched = {order[int(r["i"]) - 1]: int(r["operator_id"]) for r in await cur.fetchall()}
     out: list[Heard] = []
-    for i, n in enumerate(notices, start=1):
+    for i, n in enumerate(notices):
         if i in matched:
             out.append(Heard(Verdict.OK, matched[i]))
             continue
