@@ -51,10 +51,10 @@ class Notice:
 # puts one secret twice in a statement (an UPDATE changes a row once). push_status rows are
 # locked in operator order, as the sync that covers them locks them (lifecycle.
 # push_after_finish), so a statement never deadlocks with a worker. Subscription rows are
-# updated in the order of their secrets (hear_many sorts them; an explicit lock in order
-# doubled Postgres' cost per keep-alive): two listeners' statements that met the same
-# subscriptions in another order would deadlock at worst, and Postgres fails one of them,
-# whose notifications get no answer and are sent again by Exchange.
+# updated in the order of their secrets (hear_many sorts them) without an explicit lock
+# pass: the sweep updates subscriptions in its own order anyway, and at worst two statements
+# that met the same subscriptions in another order deadlock, Postgres fails one of them, and
+# its notifications get no answer and are sent again by Exchange.
 _HEAR = """
 WITH n AS (
     SELECT * FROM unnest(%(h)s::bytea[], %(sid)s::text[], %(wm)s::text[], %(events)s::int[])
