@@ -1,8 +1,9 @@
 """The push listener: answers Exchange's SendNotification without ever calling Exchange.
 
 aiohttp, because the simulator already runs on it (no new dependency) and one event loop
-serves thousands of short requests a second on one core; each request is one parse, one
-Postgres statement and, for a change, one Redis round trip. The process holds no state:
+serves thousands of short requests a second on one core; each request is one parse, a
+share of one Postgres statement (concurrent notifications are recorded together:
+calsync.listener.group) and, for a change, one Redis round trip. The process holds no state:
 subscriptions, watermarks and pending syncs live in Postgres and Redis, so any number of
 instances can stand behind a load balancer and a killed one loses nothing (Exchange
 retries whatever it did not get an answer for).
@@ -11,7 +12,8 @@ Per notification, in this order:
 1. the secret in the URL's last path segment and a well-formed SendNotification body
    (size-capped) are required, else 403/400/413 and nothing is recorded;
 2. one statement checks the subscription (secret, id, state, operator enabled) and
-   records its watermark and last-heard time (calsync.store.push.hear);
+   records its watermark and last-heard time (calsync.store.push.hear_many, shared with the
+   notifications that arrived meanwhile; the answer waits for its commit);
 3. a change (anything but a StatusEvent) is coalesced into at most one pending sync of
    the operator (calsync.listener.kick);
 4. the answer is OK, or Unsubscribe for a superseded, ended or unknown subscription or a
@@ -29,6 +31,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from calsync import metrics
+from calsync.listener.group import GroupCommit
 from calsync.listener.kick import Kicker
 from calsync.push.callback import secret_hash, secret_of
 from calsync.source.ews.notification import OK_ANSWER, UNSUBSCRIBE_ANSWER, BadNotification, parse
@@ -41,6 +44,7 @@ MAX_BODY = 1024 * 1024
 XML = "text/xml; charset=utf-8"
 POOL_KEY: web.AppKey[AsyncConnectionPool[Any]] = web.AppKey("pool", AsyncConnectionPool)
 KICK_KEY: web.AppKey[Kicker] = web.AppKey("kicker", Kicker)
+GROUP_KEY: web.AppKey[GroupCommit] = web.AppKey("group", GroupCommit)
 
 
 def _answer(payload: bytes) -> web.Response:
@@ -67,8 +71,9 @@ async def notification(request: web.Request) -> web.Response:
         note = parse(body)
     except BadNotification as exc:
         return _reject(400, "invalid_body", f"not a SendNotification: {exc}")
-    async with request.app[POOL_KEY].connection() as conn:
-        heard = await push.hear(conn, secret_hash(secret), note.subscription_id, note.watermark, note.changes)
+    heard = await request.app[GROUP_KEY].hear(
+        push.Notice(secret_hash(secret), note.subscription_id, note.watermark, note.changes)
+    )
     if heard.verdict is push.Verdict.FORGED:
         return _reject(403, "unknown_secret", "forbidden: no subscription has this URL")
     if heard.verdict is push.Verdict.UNSUBSCRIBE:
@@ -116,6 +121,7 @@ def build_app(
         )
         await pool.open()
         app[POOL_KEY] = pool
+        app[GROUP_KEY] = GroupCommit(pool)
         app[KICK_KEY] = Kicker(redis_url, broker_url, sentinel_master)
         yield
         await app[KICK_KEY].close()

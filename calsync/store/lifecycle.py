@@ -703,10 +703,60 @@ def claim_pushed(conn: psycopg.Connection[Any], operator_id: int, lease_seconds:
     ).fetchone()
     if row is not None:
         return Claim(row["operator_id"], row["lease_token"], row["quiet"]), ""
+    return None, _why_not_pushed(conn, operator_id)
+
+
+def claim_pushed_batch(
+    conn: psycopg.Connection[Any], operator_id: int, lease_seconds: float, limit: int
+) -> tuple[list[Claim], str]:
+    """Claim `operator_id` and every other operator that owes a sync and is not in flight, in
+    one statement (at most `limit`, longest waiting first, the kicked operator always among
+    them), so that a kick under load starts one chunk of many operators instead of a task per
+    operator. Returns (claims, "") when the kicked operator was claimed, else (claims, why)
+    with why as `claim_pushed` gives it.
+
+    The others' own kicks then find them no longer owed (their claim set last_poll_at after
+    their notification) and do nothing, or, for a change heard after this claim, wait for this
+    sync and start one more: at most one pending sync per operator, plus one.
+
+    FOR UPDATE SKIP LOCKED: two kicks at once never claim the same operator twice.
+    """
+    rows = conn.execute(
+        """
+        WITH owed AS (
+            SELECT s.operator_id
+              FROM push_status ps
+              JOIN sync_state s ON s.operator_id = ps.operator_id
+              JOIN operators o ON o.id = s.operator_id
+             WHERE (ps.first_pending_at IS NOT NULL OR ps.operator_id = %(op)s)
+               AND o.calendar_sync
+               AND ps.last_event_at > COALESCE(s.last_poll_at, '-infinity')
+               AND (NOT s.in_flight OR s.lease_expires_at IS NULL OR s.lease_expires_at < now())
+             ORDER BY ps.operator_id = %(op)s DESC, COALESCE(ps.first_pending_at, ps.last_event_at)
+             LIMIT %(limit)s
+               FOR UPDATE OF s SKIP LOCKED
+        )
+        UPDATE sync_state s
+           SET in_flight = true, prev_lease_token = NULL, lease_token = nextval('lease_token_seq'),
+               lease_owner = 'push', lease_expires_at = now() + make_interval(secs => %(lease)s),
+               last_poll_at = now(), updated_at = now()
+          FROM owed
+         WHERE s.operator_id = owed.operator_id
+        RETURNING s.operator_id, s.lease_token,
+                  s.stage = 'incremental' AND s.status = 'active' AND s.failing_since IS NULL AS quiet
+        """,
+        {"op": operator_id, "lease": lease_seconds, "limit": max(1, limit)},
+    ).fetchall()
+    claims = [Claim(r["operator_id"], r["lease_token"], r["quiet"]) for r in rows]
+    if any(c.operator_id == operator_id for c in claims):
+        return claims, ""
+    return claims, _why_not_pushed(conn, operator_id)
+
+
+def _why_not_pushed(conn: psycopg.Connection[Any], operator_id: int) -> str:
     why = conn.execute(
         """
-        SELECT o.calendar_sync, s.in_flight AND s.lease_expires_at >= now() AS busy,
-               ps.last_event_at > COALESCE(s.last_poll_at, '-infinity') AS owed
+        SELECT o.calendar_sync, ps.last_event_at > COALESCE(s.last_poll_at, '-infinity') AS owed
           FROM operators o JOIN sync_state s ON s.operator_id = o.id
           LEFT JOIN push_status ps ON ps.operator_id = o.id
          WHERE o.id = %s
@@ -714,10 +764,11 @@ def claim_pushed(conn: psycopg.Connection[Any], operator_id: int, lease_seconds:
         (operator_id,),
     ).fetchone()
     if why is None or not why["calendar_sync"]:
-        return None, "disabled"
+        return "disabled"
     if not why["owed"]:
-        return None, "not_owed"
-    return None, "in_flight"
+        return "not_owed"
+    # Owed but not claimed: a sync of it is running (or another kick holds its row this instant).
+    return "in_flight"
 
 
 def push_after_finish(
@@ -751,6 +802,7 @@ def push_after_finish(
                    CASE WHEN ps.last_event_at > s.last_poll_at THEN ps.last_event_at END AS still
               FROM push_status ps JOIN sync_state s ON s.operator_id = ps.operator_id
              WHERE ps.operator_id = ANY(%(ops)s) AND ps.first_pending_at <= s.last_poll_at
+             ORDER BY ps.operator_id  -- the listener locks push_status rows in this order too
                FOR UPDATE OF ps
         ), done AS (
             UPDATE push_status ps SET first_pending_at = covered.still

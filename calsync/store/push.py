@@ -34,30 +34,59 @@ class Heard:
     reason: str = ""
 
 
-# One statement per notification: the subscription is checked (secret, id, state, operator
-# enabled) and its watermark and last-heard time recorded; a notification with events
-# also stamps push_status.last_event_at (a sync claimed before that time owes another).
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What the listener read from one SendNotification (the secret only as its hash)."""
+
+    secret_hash: bytes
+    subscription_id: str
+    watermark: str | None
+    events: int
+
+
+# One statement for any number of notifications (the listener's group commit): each
+# subscription is checked (secret, id, state, operator enabled) and its watermark and
+# last-heard time recorded; a notification with events also stamps
+# push_status.last_event_at (a sync claimed before that time owes another). The caller never
+# puts one secret twice in a statement (an UPDATE changes a row once). push_status rows are
+# locked in operator order, as the sync that covers them locks them (lifecycle.
+# push_after_finish), so a statement never deadlocks with a worker. Subscription rows are
+# updated in the order of their secrets (hear_many sorts them) without an explicit lock
+# pass: the sweep updates subscriptions in its own order anyway, and at worst two statements
+# that met the same subscriptions in another order deadlock, Postgres fails one of them, and
+# its notifications get no answer and are sent again by Exchange.
 _HEAR = """
-WITH sub AS (
+WITH n AS (
+    SELECT * FROM unnest(%(h)s::bytea[], %(sid)s::text[], %(wm)s::text[], %(events)s::int[])
+                  WITH ORDINALITY AS n (h, sid, wm, events, i)
+), sub AS (
     UPDATE push_subscriptions p
-       SET last_heard_at = now(), watermark = COALESCE(%(wm)s, p.watermark),
-           notifications = p.notifications + 1, events = p.events + %(events)s
-      FROM operators o
-     WHERE p.secret_hash = %(h)s AND o.id = p.operator_id AND o.calendar_sync
+       SET last_heard_at = now(), watermark = COALESCE(n.wm, p.watermark),
+           notifications = p.notifications + 1, events = p.events + n.events
+      FROM n, operators o
+     WHERE p.secret_hash = n.h AND o.id = p.operator_id AND o.calendar_sync
        AND p.state IN ('subscribing', 'active')
-       AND (p.subscription_id IS NULL OR p.subscription_id = %(sid)s)
-    RETURNING p.operator_id
+       AND (p.subscription_id IS NULL OR p.subscription_id = n.sid)
+    RETURNING n.i, p.operator_id, n.events
+), owed AS (
+    SELECT ps.operator_id, x.events
+      FROM push_status ps
+      JOIN (SELECT operator_id, max(events) AS events FROM sub GROUP BY operator_id) x
+           ON x.operator_id = ps.operator_id
+     WHERE x.events > 0 OR ps.dead_since IS NOT NULL
+     ORDER BY ps.operator_id
+       FOR UPDATE OF ps
 ), st AS (
     UPDATE push_status ps
-       SET last_event_at = CASE WHEN %(events)s > 0 THEN now() ELSE ps.last_event_at END,
-           first_pending_at = CASE WHEN %(events)s > 0 THEN COALESCE(ps.first_pending_at, now())
+       SET last_event_at = CASE WHEN owed.events > 0 THEN now() ELSE ps.last_event_at END,
+           first_pending_at = CASE WHEN owed.events > 0 THEN COALESCE(ps.first_pending_at, now())
                                    ELSE ps.first_pending_at END,
            dead_since = NULL, dead_notified_at = NULL
-      FROM sub
-     WHERE ps.operator_id = sub.operator_id AND (%(events)s > 0 OR ps.dead_since IS NOT NULL)
+      FROM owed
+     WHERE ps.operator_id = owed.operator_id
     RETURNING ps.operator_id
 )
-SELECT operator_id FROM sub
+SELECT i, operator_id FROM sub
 """
 
 _WHY = """
@@ -84,31 +113,52 @@ UPDATE push_subscriptions SET state = 'ended', ended_at = now(), end_reason = %(
 """
 
 
+def _params(notices: Sequence[Notice]) -> dict[str, Any]:
+    if len({n.secret_hash for n in notices}) != len(notices):
+        raise ValueError("one secret twice in one statement: the second would not be recorded")
+    return {
+        "h": [n.secret_hash for n in notices],
+        "sid": [n.subscription_id for n in notices],
+        "wm": [n.watermark for n in notices],
+        "events": [n.events for n in notices],
+    }
+
+
+async def hear_many(conn: psycopg.AsyncConnection[Any], notices: Sequence[Notice]) -> list[Heard]:
+    """Record notifications of distinct subscriptions in one statement (autocommit connection
+    of the listener); one Heard per notice, in order."""
+    order = sorted(range(len(notices)), key=lambda k: notices[k].secret_hash)
+    cur = await conn.execute(_HEAR, _params([notices[k] for k in order]))
+    matched = {order[int(r["i"]) - 1]: int(r["operator_id"]) for r in await cur.fetchall()}
+    out: list[Heard] = []
+    for i, n in enumerate(notices):
+        if i in matched:
+            out.append(Heard(Verdict.OK, matched[i]))
+            continue
+        # Not a live subscription (rare: forged, superseded, disabled): say why, one by one.
+        why = await (await conn.execute(_WHY, {"h": n.secret_hash})).fetchone()
+        heard, end = _judge(why, n.subscription_id)
+        if end and why is not None:
+            await conn.execute(_END_ONE, {"id": why["id"], "reason": heard.reason})
+        out.append(heard)
+    return out
+
+
 async def hear(
     conn: psycopg.AsyncConnection[Any], secret_hash: bytes, subscription_id: str, watermark: str | None, events: int
 ) -> Heard:
     """Record one notification (autocommit connection of the listener)."""
-    params = {"h": secret_hash, "sid": subscription_id, "wm": watermark, "events": events}
-    cur = await conn.execute(_HEAR, params)
-    row = await cur.fetchone()
-    if row is not None:
-        return Heard(Verdict.OK, int(row["operator_id"]))
-    why = await (await conn.execute(_WHY, params)).fetchone()
-    heard, end = _judge(why, subscription_id)
-    if end and why is not None:
-        await conn.execute(_END_ONE, {"id": why["id"], "reason": heard.reason})
-    return heard
+    return (await hear_many(conn, [Notice(secret_hash, subscription_id, watermark, events)]))[0]
 
 
 def hear_sync(
     conn: psycopg.Connection[Any], secret_hash: bytes, subscription_id: str, watermark: str | None, events: int
 ) -> Heard:
     """`hear` on a blocking connection (tests, tools)."""
-    params = {"h": secret_hash, "sid": subscription_id, "wm": watermark, "events": events}
-    row = conn.execute(_HEAR, params).fetchone()
+    row = conn.execute(_HEAR, _params([Notice(secret_hash, subscription_id, watermark, events)])).fetchone()
     if row is not None:
         return Heard(Verdict.OK, int(row["operator_id"]))
-    why = conn.execute(_WHY, params).fetchone()
+    why = conn.execute(_WHY, {"h": secret_hash}).fetchone()
     heard, end = _judge(why, subscription_id)
     if end and why is not None:
         conn.execute(_END_ONE, {"id": why["id"], "reason": heard.reason})

@@ -51,15 +51,16 @@ def chunked(claims: Sequence[tuple[int, int]], size: int, min_chunks: int = MIN_
     return [list(claims[i : i + n]) for i in range(0, len(claims), n)]
 
 
-def enqueue_chains(claimed: Sequence[lifecycle.Claim]) -> int:
+def enqueue_chains(claimed: Sequence[lifecycle.Claim], min_chunks: int = MIN_CHUNKS) -> int:
     """Start what each claim needs: a chunk of quiet polls, or the first batch of a chain.
 
-    Returns the number of messages published.
+    `min_chunks`: quiet claims are cut into at least this many chunks when there are enough
+    (so that every worker thread gets work). Returns the number of messages published.
     """
     quiet = [(c.operator_id, c.token) for c in claimed if c.quiet]
     single = [(c.operator_id, c.token) for c in claimed if not c.quiet]
     client = broker_client()
-    chunks = chunked(quiet, env().poll_chunk_size) if quiet else []
+    chunks = chunked(quiet, env().poll_chunk_size, min_chunks) if quiet else []
     if chunks:
         publish_poll_chunks(app, client, chunks)
     if single:

@@ -1,8 +1,9 @@
 """Push notifications on the workers: the kick a notification starts, subscribing, the sweep.
 
 - `calsync.push_kick` (dispatch queue): an operator with a change notification is claimed
-  at once, through the same claim as the dispatcher's (calsync.store.lifecycle.claim_pushed), and
-  its sync is published exactly as the dispatcher publishes it. While a sync of that
+  at once (calsync.store.lifecycle.claim_pushed_batch), together with every other operator
+  owed a sync that is not in flight, and their syncs are published exactly as the
+  dispatcher publishes them (quiet ones in poll chunks). While a sync of the kicked
   operator is running, the kick waits for it to end and then starts one more.
 - `calsync.push_subscribe` (sync queue: it calls Exchange, inside the fleet-wide throttle):
   one Subscribe, StatusFrequency = notification_frequency_minutes, callback URL =
@@ -43,6 +44,13 @@ RESUBSCRIBE_CODES = ("ErrorInvalidWatermark", "ErrorSubscriptionNotFound")
 SUBSCRIBES_PER_SWEEP = 500
 # A notification recorded this long ago whose operator has not been claimed since lost its kick.
 LOST_KICK_SECONDS = 15.0
+# One kick claims every owed operator, up to this many (a backlog drains in a few kicks).
+KICK_BATCH_LIMIT = 1000
+# ... and cuts them into at least this many chunks when there are enough, so that a burst
+# spreads over the fleet's worker threads; under a steady load the kicks that wait in the
+# queue find several owed operators each, and their polls share a task, a lease read and a
+# throttle lane (calsync.runner.chunk) instead of paying for them once per notification.
+KICK_MIN_CHUNKS = 16
 
 
 def kick_retry_countdown(retries: int) -> float:
@@ -53,22 +61,26 @@ def kick_retry_countdown(retries: int) -> float:
 
 @app.task(bind=True, base=CalsyncTask, name=names.PUSH_KICK, max_retries=900, acks_late=True)
 def push_kick(self: CalsyncTask, operator_id: int) -> dict[str, object]:
-    """Start the sync a change notification asked for (at most one pending per operator)."""
+    """Start the sync a change notification asked for (at most one pending per operator), and
+    with it the syncs every other operator is owed: one claim and a few chunks, not a task each."""
     from calsync.tasks.dispatch import enqueue_chains
 
     client = redis_client()
     # Before the claim: a change recorded after this point kicks again.
     client.delete(kick_key(operator_id))
     with transaction() as conn:
-        claim, why = lifecycle.claim_pushed(conn, operator_id, env().lease_seconds)
-    if claim is not None:
-        enqueue_chains([claim])
-        return {"operator_id": operator_id, "claimed": claim.token}
+        claims, why = lifecycle.claim_pushed_batch(conn, operator_id, env().lease_seconds, KICK_BATCH_LIMIT)
+    if claims:
+        enqueue_chains(claims, min_chunks=KICK_MIN_CHUNKS)
+        if len(claims) > 1:
+            metrics.PUSH_KICK_BATCHED.inc(len(claims) - 1)
+    if not why:
+        return {"operator_id": operator_id, "claimed": len(claims)}
     if why == "in_flight":
         # Coalesce what arrives meanwhile into this task, and start one more sync after the running one.
         client.set(kick_key(operator_id), b"1", px=KEY_TTL_MS)
         raise self.retry(countdown=kick_retry_countdown(self.request.retries))
-    return {"operator_id": operator_id, "skipped": why}
+    return {"operator_id": operator_id, "skipped": why, "claimed": len(claims)}
 
 
 def subscribe_one(operator_id: int) -> dict[str, object]:

@@ -18,11 +18,14 @@ import requests
 from lxml import etree
 
 from calsync import celery_procs
+from calsync.config import env
 from calsync.listener.kick import kick_key
 from calsync.push.callback import callback_url, new_secret, secret_hash
 from calsync.simulator.ews import validation
 from calsync.source.ews.notification import OK_ANSWER, UNSUBSCRIBE_ANSWER
 from calsync.store import push
+from calsync.tasks.dispatch import chunked
+from calsync.tasks.push import KICK_MIN_CHUNKS
 from tests.distributed.stack import Stack, connect, free_port, insert_operators, wait_for
 
 NS_SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -185,3 +188,56 @@ def test_a_burst_gives_one_sync_and_one_more_for_changes_during_it(rig: Rig) -> 
     with connect(rig.database_url) as conn:
         state = conn.execute("SELECT lease_owner, in_flight FROM sync_state").fetchone()
     assert state is not None and state["lease_owner"] == "push" and state["in_flight"]
+
+
+def test_concurrent_notifications_share_statements_and_one_kick_claims_every_owed_operator(rig: Rig) -> None:
+    # 20 more subscribed operators, in sync (their polls can go in chunks).
+    with connect(rig.database_url) as conn:
+        ids = insert_operators(conn, [f"op{i}@example.com" for i in range(20)])
+        secrets: dict[int, str] = {}
+        for email, op in ids.items():
+            if op == rig.operator_id:
+                continue
+            secrets[op] = new_secret()
+            row = push.begin(conn, op, email, rig.base_url, 10, secret_hash(secrets[op]))
+            assert row is not None and push.activate(conn, row, f"SUB-{op}", "wm0")
+        conn.execute("UPDATE sync_state SET stage = 'incremental', status = 'active', last_success_at = now()")
+    secrets[rig.operator_id] = rig.secret
+    subs = {op: ("SUB-1" if op == rig.operator_id else f"SUB-{op}") for op in secrets}
+    # All at once (the listener groups what arrives together into one statement): two
+    # changes per subscription, keep-alives, forged and superseded ones mixed in; each
+    # answer is still its own.
+    posts: list[tuple[str, bytes, str]] = []
+    for op, secret in secrets.items():
+        url = callback_url(rig.base_url, secret)
+        posts += [(url, notification(subs[op], changes=1, n=n), "ok") for n in (1, 2)]
+        posts.append((url, notification(subs[op], changes=0, n=3), "ok"))
+        posts.append((url, notification("SUB-STALE", changes=1, n=4), "unsubscribe"))
+        posts.append((callback_url(rig.base_url, new_secret()), notification(subs[op], changes=1), "forged"))
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda p: rig.post(p[1], p[0]), posts))
+    for (_, _, want), got in zip(posts, answers, strict=True):
+        expected = {"ok": (200, OK_ANSWER), "unsubscribe": (200, UNSUBSCRIBE_ANSWER), "forged": (403, None)}[want]
+        assert got.status_code == expected[0], (want, got.status_code, got.text[:200])
+        assert expected[1] is None or got.content == expected[1], want
+    with connect(rig.database_url) as conn:
+        rows = conn.execute(
+            "SELECT p.operator_id, p.notifications, p.events, p.state, ps.last_event_at IS NOT NULL AS owed "
+            "FROM push_subscriptions p JOIN push_status ps USING (operator_id)"
+        ).fetchall()
+    assert len(rows) == len(secrets)
+    assert all(r["notifications"] == 3 and r["events"] == 2 and r["state"] == "active" and r["owed"] for r in rows)
+    # One kick message per operator; the first kick to run claims all of them at once and
+    # publishes their polls as chunks; the other kicks find their operator claimed.
+    assert rig.queued("dispatch") == len(secrets)
+    rig.stack.worker("kicker", concurrency=1, queues="dispatch")
+    wait_for(lambda: rig.queued("dispatch") == 0, 30, "every kick run", 0.2)
+    expected_chunks = len(chunked([(op, 0) for op in secrets], env().poll_chunk_size, KICK_MIN_CHUNKS))
+    wait_for(lambda: rig.queued("sync") == expected_chunks, 30, "the chunks published", 0.2)
+    time.sleep(1.0)
+    assert rig.queued("sync") == expected_chunks < len(secrets)
+    with connect(rig.database_url) as conn:
+        leased = conn.execute(
+            "SELECT count(*) AS n FROM sync_state WHERE in_flight AND lease_owner = 'push'"
+        ).fetchone()
+    assert leased is not None and leased["n"] == len(secrets)

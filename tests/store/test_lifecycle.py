@@ -1080,3 +1080,64 @@ def test_resume_paused_forgets_the_pauses_error(db: Conn) -> None:
     assert lc.resume_paused(db, "Unauthorized") == 1
     st = state(db, op)
     assert (st["status"], st["last_error_code"], st["last_error_message"]) == ("active", None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Push: one kick claims every owed operator
+# ---------------------------------------------------------------------------------------------
+
+
+def notified(db: Conn, op: int) -> None:
+    """A change notification recorded for `op` now, as the listener records it (fixture write)."""
+    db.execute(
+        "INSERT INTO push_status (operator_id, last_event_at, first_pending_at) VALUES (%s, clock_timestamp(), "
+        "clock_timestamp()) ON CONFLICT (operator_id) DO UPDATE SET last_event_at = EXCLUDED.last_event_at, "
+        "first_pending_at = COALESCE(push_status.first_pending_at, EXCLUDED.first_pending_at)",
+        (op,),
+    )
+
+
+def test_claim_pushed_batch_takes_every_owed_idle_operator_once(db: Conn) -> None:
+    kicked, other, busy, quiet_one, disabled = (
+        add_operator(db, f"{name}@example.com", calendar_sync=name != "disabled")
+        for name in ("kicked", "other", "busy", "quiet", "disabled")
+    )
+    for op in (kicked, other, busy, quiet_one, disabled):
+        in_sync(db, op)
+    notified(db, quiet_one)
+    arrange(db, quiet_one, last_poll_at=now(db) + SECOND)  # claimed after its last notification
+    busy_token = claim(db, busy)
+    arrange(db, busy, last_poll_at=now(db) - dt.timedelta(minutes=1))
+    for op in (kicked, other, busy, disabled):
+        notified(db, op)
+
+    claims, why = lc.claim_pushed_batch(db, kicked, LEASE, 100)
+    assert why == ""
+    assert {c.operator_id for c in claims} == {kicked, other}
+    assert all(c.quiet for c in claims)
+    for c in claims:
+        st = state(db, c.operator_id)
+        assert st["in_flight"] and st["lease_token"] == c.token and st["lease_owner"] == "push"
+    # The other operator's own kick comes later: its sync is already claimed, nothing more.
+    assert lc.claim_pushed_batch(db, other, LEASE, 100) == ([], "not_owed")
+    # The running sync is left alone, and its kick waits for it.
+    assert lc.claim_pushed_batch(db, busy, LEASE, 100) == ([], "in_flight")
+    assert state(db, busy)["lease_token"] == busy_token
+    assert lc.claim_pushed_batch(db, disabled, LEASE, 100) == ([], "disabled")
+    # A change heard while the kicked operator's sync runs is owed one more sync, after it.
+    notified(db, kicked)
+    assert lc.claim_pushed_batch(db, kicked, LEASE, 100) == ([], "in_flight")
+
+
+def test_claim_pushed_batch_always_includes_the_kicked_operator_within_its_limit(db: Conn) -> None:
+    ops = [add_operator(db, f"op{i}@example.com") for i in range(4)]
+    for op in ops:
+        in_sync(db, op)
+        arrange(db, op, last_poll_at=now(db) - dt.timedelta(minutes=1))
+        notified(db, op)
+    # The kicked operator was notified last (it would come last by waiting time).
+    claims, why = lc.claim_pushed_batch(db, ops[-1], LEASE, 2)
+    assert why == "" and len(claims) == 2 and ops[-1] in {c.operator_id for c in claims}
+    rest, _ = lc.claim_pushed_batch(db, ops[0], LEASE, 100)
+    assert {c.operator_id for c in claims} | {c.operator_id for c in rest} == set(ops)
+    assert not {c.operator_id for c in claims} & {c.operator_id for c in rest}

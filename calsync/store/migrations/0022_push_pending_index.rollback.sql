@@ -1,0 +1,1 @@
+DROP INDEX push_status_pending;
