@@ -1,5 +1,8 @@
 """The push listener: answers Exchange's SendNotification without ever calling Exchange.
 
+Graph's change notifications come to the same process (calsync.listener.graph): a POST to
+`.../graph/SECRET` or `.../graph-lifecycle/SECRET` with a validationToken or a JSON body.
+
 aiohttp, because the simulator already runs on it (no new dependency) and one event loop
 serves thousands of short requests a second on one core; each request is one parse, one
 Postgres statement and, for a change, one Redis round trip. The process holds no state:
@@ -29,8 +32,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from calsync import metrics
+from calsync.listener import graph
 from calsync.listener.kick import Kicker
-from calsync.push.callback import secret_hash, secret_of
+from calsync.push.callback import graph_kind, secret_hash, secret_of
 from calsync.source.ews.notification import OK_ANSWER, UNSUBSCRIBE_ANSWER, BadNotification, parse
 from calsync.store import push
 
@@ -54,6 +58,9 @@ def _reject(status: int, reason: str, text: str) -> web.Response:
 
 
 async def notification(request: web.Request) -> web.Response:
+    kind = graph_kind(request.path)
+    if kind is not None and graph.is_graph_request(request):
+        return await graph.handle(request, kind, request.app[POOL_KEY], request.app[KICK_KEY])
     secret = secret_of(request.path)
     if secret is None:
         return _reject(403, "no_secret", "forbidden: the URL carries no subscription secret")

@@ -309,8 +309,7 @@ _ENTRIES: tuple[Entry, ...] = (
     Entry(
         "GraphSubscriptionValidationFailed",
         T,
-        "Microsoft Graph refused the change-notification subscription: its validation request to the "
-        "listener failed.",
+        "Microsoft Graph refused the change-notification subscription: its validation request to the listener failed.",
         "Graph could not reach notification_url + /graph/... and /graph-lifecycle/... within 10 seconds, "
         "or got another answer than the token (a proxy, a firewall, no `calsync listener serve` behind it).",
         "Check that notification_url is reachable from the internet over https and that the listener runs; "
