@@ -64,8 +64,8 @@ def parse_expiration(text: str) -> dt.datetime:
     value = text.strip().replace("Z", "+00:00")
     if "." in value:
         head, rest = value.split(".", 1)
-        digits = "".join(c for c in rest if c.isdigit())
-        tail = rest[len(digits) :]
+        n = len(rest) - len(rest.lstrip("0123456789"))
+        digits, tail = rest[:n], rest[n:]
         value = f"{head}.{(digits + '000000')[:6]}{tail}"
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
