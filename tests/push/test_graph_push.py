@@ -17,8 +17,10 @@ CALSYNC_PUSH_MINUTE_SECONDS). Scenarios are combined so that each file starts on
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,6 +34,7 @@ import pytest
 import requests
 
 from calsync import celery_procs
+from calsync.push import renewal
 from calsync.simulator import SimulatorClient, SimulatorProcess
 from calsync.simulator.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT
 from calsync.store import settings as settings_store
@@ -304,3 +307,42 @@ def test_graph_push_end_to_end(graph_stack: Callable[..., GraphStack]) -> None:
     assert gs.cli("operators", "disable", first).returncode == 0
     wait_for(lambda: gs.graph_subs()[first_sub]["state"] == "deleted", 30, "deleted at Graph", 0.2)
     assert gs.operators[first] not in gs.active()
+
+
+@pytest.mark.slow
+def test_ten_days_of_renewals_without_a_lapse_or_a_burst(graph_stack: Callable[..., GraphStack]) -> None:
+    minute = 0.002  # 10 days = 28.8 s; a subscription lives 8.4 s and is renewed after 5.5-7.1 s
+    gs = graph_stack(mailboxes=8, minute=minute, sweep=0.2)
+    emails = list(gs.operators)
+    subs = gs.wait_subscribed(emails)
+    start = dt.datetime.now(dt.UTC)
+    end = start + dt.timedelta(seconds=14_400 * minute)
+
+    # A subscription Graph forgot silently: the change made meanwhile is not notified; the
+    # renewal's 404 makes calsync subscribe again and catch the gap up.
+    lost_email = emails[0]
+    lost = subs[gs.operators[lost_email]]
+    gs.client.kill_graph_subscription(lost)
+    item = gs.mirrored_item(lost_email)
+    gs.client.update_item(lost_email, item.removeprefix(GRAPH_PREFIX), {"subject": "while forgotten"})
+    wait_for(lambda: gs.subject(lost_email, item) == "while forgotten", 30, "the gap caught up after the 404", 0.2)
+    assert gs.query("SELECT end_reason FROM push_subscriptions WHERE subscription_id = %s", lost)[0]["end_reason"] == (
+        "not found at renewal"
+    )
+
+    while dt.datetime.now(dt.UTC) < end:
+        time.sleep(1.0)
+    sim = gs.graph_subs()
+    # No lapse: Graph expired none of them, and calsync found none lapsed.
+    assert not [s for s in sim.values() if s["state"] == "expired"], sim
+    assert not gs.query("SELECT 1 FROM push_subscriptions WHERE end_reason = 'lapsed'")
+    assert len(gs.active()) == len(emails)
+    assert all(sim[s]["state"] == "active" for s in gs.active().values())
+    # No burst: renewals per 10-minute window, against a generation's share of the 20% band.
+    instants = [renewal.parse_expiration(t) for s in sim.values() for t in s["renewals"]]
+    instants = [t for t in instants if start <= t < end]
+    assert len(instants) >= 3 * (len(emails) - 1)
+    window = dt.timedelta(seconds=10 * minute)
+    busiest = max(collections.Counter((t - start) // window for t in instants).values())
+    share = math.ceil(len(emails) * 10 / ((renewal.SPREAD_HIGH - renewal.SPREAD_LOW) * renewal.LIFETIME_MINUTES))
+    assert busiest <= share + 1, (busiest, share, sorted(instants))
