@@ -148,7 +148,7 @@ def sweep() -> dict[str, Any]:
             lifecycle.make_due(conn, ended)
             cleanups = push.cleanups_due(conn, hold)
         _graph_deletes(cleanups)
-        return {"ended": len(ended), "graph_deletes": len(cleanups)}
+        return {"ended": len(ended), **({"graph_deletes": len(cleanups)} if cleanups else {})}
     with transaction() as conn:
         disabled = push.end_disabled(conn)
         dead = push.find_dead(conn, minute)
