@@ -296,7 +296,7 @@ _ENTRIES: tuple[Entry, ...] = (
         OP,
         "EWS push was asked for an operator whose mailbox is read through Microsoft Graph.",
         "The operator's source was switched to Graph while its EWS subscription was being made.",
-        "Nothing: Graph operators are polled; the next push sweep leaves them out.",
+        "Nothing: the next push sweep subscribes it through Graph change notifications instead.",
     ),
     Entry(
         "GraphSubscriptionNotFound",
