@@ -677,6 +677,11 @@ def renewed(conn: psycopg.Connection[Any], row_id: int, expires_at: dt.datetime,
     ).fetchone()
     if row is not None:
         conn.execute("UPDATE push_status SET last_error = NULL WHERE operator_id = %s", (row["operator_id"],))
+    else:  # it lapsed or was replaced here while Graph renewed it: Graph holds it, delete it there
+        conn.execute(
+            "UPDATE push_subscriptions SET cleanup_at = now() WHERE id = %s AND mode = 'graph' AND deleted_at IS NULL",
+            (row_id,),
+        )
     return row is not None
 
 
