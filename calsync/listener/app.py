@@ -1,8 +1,5 @@
 """The push listener: answers Exchange's SendNotification without ever calling Exchange.
 
-Graph's change notifications come to the same process (calsync.listener.graph): a POST to
-`.../graph/SECRET` or `.../graph-lifecycle/SECRET` with a validationToken or a JSON body.
-
 aiohttp, because the simulator already runs on it (no new dependency) and one event loop
 serves thousands of short requests a second on one core; each request is one parse, one
 Postgres statement and, for a change, one Redis round trip. The process holds no state:
@@ -19,6 +16,9 @@ Per notification, in this order:
    the operator (calsync.listener.kick);
 4. the answer is OK, or Unsubscribe for a superseded, ended or unknown subscription or a
    disabled operator. Only then does Exchange consider the notification delivered.
+
+Graph's change notifications come to the same process (calsync.listener.graph): a POST to
+`.../graph/SECRET` or `.../graph-lifecycle/SECRET` with a validationToken or a JSON body.
 """
 
 from __future__ import annotations

@@ -34,10 +34,6 @@ class Heard:
     reason: str = ""
 
 
-# A Graph subscription that ends while Graph still holds it is deleted there (Graph has no
-# "Unsubscribe" answer): the sweep hands it to calsync.graph_push_delete from this time on.
-_CLEANUP = "CASE WHEN mode = 'graph' AND subscription_id IS NOT NULL THEN now() END"
-
 # One statement per notification: the subscription is checked (secret, id, state, operator
 # enabled) and its watermark and last-heard time recorded; a notification with events
 # also stamps push_status.last_event_at (a sync claimed before that time owes another).
@@ -47,7 +43,7 @@ WITH sub AS (
        SET last_heard_at = now(), watermark = COALESCE(%(wm)s, p.watermark),
            notifications = p.notifications + 1, events = p.events + %(events)s
       FROM operators o
-     WHERE p.secret_hash = %(h)s AND o.id = p.operator_id AND o.calendar_sync AND p.mode <> 'graph'
+     WHERE p.secret_hash = %(h)s AND o.id = p.operator_id AND o.calendar_sync
        AND p.state IN ('subscribing', 'active')
        AND (p.subscription_id IS NULL OR p.subscription_id = %(sid)s)
     RETURNING p.operator_id
@@ -120,6 +116,10 @@ def hear_sync(
 
 
 # --- making subscriptions (workers) -------------------------------------------------------
+
+# A Graph subscription that ends while Graph still holds it is deleted there (Graph has no
+# "Unsubscribe" answer): the sweep hands it to calsync.graph_push_delete from this time on.
+_CLEANUP = "CASE WHEN mode = 'graph' AND subscription_id IS NOT NULL THEN now() END"
 
 
 @dataclass(frozen=True, slots=True)
