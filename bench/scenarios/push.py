@@ -245,6 +245,9 @@ def _count(conn: psycopg.Connection[Any], sql: str) -> int:
     return int(row["n"]) if row else 0
 
 
+GRAPH_ID_PREFIX = "AQMk"  # the simulator's Graph ids are its EWS ids behind this prefix
+
+
 def _graph_operators(sim: Any, n: int, share: float) -> dict[str, set[str]]:
     """Every operator whose position falls in `share` of the fleet is read through Graph (and
     pushed by Graph change notifications); the others through EWS."""
@@ -266,7 +269,7 @@ def _changes(
 ) -> dict[str, Any]:  # fmt: skip
     rng = random.Random(4)
     items = {
-        r["email"]: r["item_id"]
+        r["email"]: r["item_id"].removeprefix(GRAPH_ID_PREFIX)  # the simulator's own id (Graph's carry a prefix)
         for r in conn.execute(
             "SELECT o.email, min(a.item_id) AS item_id FROM appointments a JOIN operators o ON o.id = a.operator_id "
             "WHERE a.kind = 'single' AND NOT a.details_withheld GROUP BY o.email"
