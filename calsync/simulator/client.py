@@ -123,3 +123,25 @@ class SimulatorClient:
     def kill_subscription(self, sub_id: str) -> None:
         """Forget one push subscription silently (it stops pushing; calsync must notice)."""
         self._call("DELETE", f"/subscriptions/{quote(sub_id, safe='')}")
+
+    # Graph change notifications (calsync.simulator.graph.push)
+    def graph_subscriptions(self) -> list[dict[str, Any]]:
+        """Every Graph subscription the simulator has held: state (active, expired, removed, deleted,
+        killed), expiry, renewals and reauthorizations with their times, delivered/retried/dropped."""
+        return self._call("GET", "/graph/subscriptions")
+
+    def kill_graph_subscription(self, sub_id: str) -> None:
+        """Forget one Graph subscription silently (no lifecycle event; renewing it answers 404)."""
+        self._call("DELETE", f"/graph/subscriptions/{quote(sub_id, safe='')}")
+
+    def graph_lifecycle(self, sub_id: str, event: str) -> dict[str, Any]:
+        """Send reauthorizationRequired, subscriptionRemoved (which also removes it) or missed now;
+        the answer says what the listener answered ({"event", "at", "status"})."""
+        return self._call("POST", f"/graph/subscriptions/{quote(sub_id, safe='')}/lifecycle", {"event": event})
+
+    def graph_options(self, **options: Any) -> dict[str, Any]:
+        """Read, or change, the notification knobs: answer_timeout_s, slow_ms, handshake_timeout_s,
+        slow_window, slow_min_answers, late_minutes, minute_seconds."""
+        if not options:
+            return self._call("GET", "/graph/options")
+        return self._call("PUT", "/graph/options", options)

@@ -143,14 +143,21 @@ class FaultInjector:
     def __bool__(self) -> bool:
         return bool(self._faults)
 
-    def draw(self, mailbox: str | None, operation: str, account: str | None) -> list[Fault]:
-        """The faults that fire for this request (each counted as injected by the caller's use)."""
+    def draw(
+        self, mailbox: str | None, operation: str, account: str | None, kinds: tuple[str, ...] | None = None
+    ) -> list[Fault]:
+        """The faults that fire for this request (each counted as injected by the caller's use).
+
+        ``kinds`` limits the draw to those kinds, so a caller that honours only a few (Graph's
+        notification faults) does not use up the ``count`` of faults meant for requests."""
         if not self._faults:
             return []
         fired: list[Fault] = []
         with self._lock:
             for fault in list(self._faults.values()):
                 if fault.kind in LIMIT_KINDS or not fault.matches(mailbox, operation, account):
+                    continue
+                if kinds is not None and fault.kind not in kinds:
                     continue
                 if fault.count is not None:
                     if fault.count <= 0:

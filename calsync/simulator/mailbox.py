@@ -67,8 +67,8 @@ class Mailbox:
         self.tombstones: dict[str, Tombstone] = {}
         self.log = ChangeLog()
         self.subscriptions: dict[str, Subscription] = {}
-        #: Called after every change (the EWS front-end's push delivery listens here).
-        self.on_change: Callable[[Mailbox], None] | None = None
+        #: Called after every change, by name: each push front-end (EWS, Graph) registers one.
+        self.on_change: dict[str, Callable[[Mailbox], None]] = {}
         self._next_item = 0
         self.root_folder_id = "AAMkR" + _b64(f"{self.key}:root")
         self.msgroot_folder_id = "AAMkM" + _b64(f"{self.key}:msgfolderroot")
@@ -93,12 +93,15 @@ class Mailbox:
         tomb = self.tombstones.get(item_id)
         return tomb.deleted_seq if tomb is not None else None
 
+    def _changed(self) -> None:
+        for hook in list(self.on_change.values()):
+            hook(self)
+
     def add(self, item: CalendarItem) -> None:
         seq = self.log.record(item.id, superseded=False)
         item.created_seq = item.last_seq = seq
         self.items[item.id] = item
-        if self.on_change is not None:
-            self.on_change(self)
+        self._changed()
 
     def touch(self, item: CalendarItem, when: dt.datetime | None = None) -> None:
         """Log an Update: new ChangeKey, LastModifiedTime and sequence number."""
@@ -108,16 +111,14 @@ class Mailbox:
         item.cache.clear()
         item.last_seq = self.log.record(item.id, superseded=True)
         self.log.maybe_compact(self._current_seq)
-        if self.on_change is not None:
-            self.on_change(self)
+        self._changed()
 
     def remove(self, item_id: str) -> CalendarItem:
         item = self.items.pop(item_id)
         seq = self.log.record(item_id, superseded=True)
         self.tombstones[item_id] = Tombstone(deleted_seq=seq, created_seq=item.created_seq)
         self.log.maybe_compact(self._current_seq)
-        if self.on_change is not None:
-            self.on_change(self)
+        self._changed()
         return item
 
     def changes_since(self, base: int, cursor: int, limit: int) -> tuple[list[tuple[str, Any]], int, bool]:

@@ -91,6 +91,7 @@ def test_kill_dash_nine_of_a_worker_mid_batch_converges(
     assert problems == [], problems[:10]
 
 
+@pytest.mark.slow  # ~1-2 min; the soak smoke in `make test` kills workers mid-run too
 def test_kill_dash_nine_of_a_worker_mid_chunk_loses_no_change(
     db: Any, stack_factory: Callable[..., tuple[Stack, SimulatorProcess]], set_settings: Callable[..., None]
 ) -> None:
@@ -118,18 +119,20 @@ def test_kill_dash_nine_of_a_worker_mid_chunk_loses_no_change(
         client.create_item(mailbox_email(i), item)
     edited = db.execute("SELECT now() AS t").fetchone()["t"]
     # Every operator polled again after the last edit: claimed after it, and that poll settled.
-    wait_for(
-        lambda: (
-            db.execute(
-                "SELECT count(*) AS n FROM sync_state WHERE last_poll_at > %s AND NOT in_flight "
-                "AND last_success_at >= last_poll_at",
-                (edited,),
-            ).fetchone()["n"]
-            == n
-        ),
-        120,
-        "every operator polled after the last edit",
-    )
+    # Collected over time: with a poll every ~1 s some operator is always in flight, so "all
+    # settled at one instant" depends on the machine's load, not on calsync.
+    settled: set[int] = set()
+
+    def all_settled() -> bool:
+        rows = db.execute(
+            "SELECT operator_id FROM sync_state WHERE last_poll_at > %s AND NOT in_flight "
+            "AND last_success_at >= last_poll_at",
+            (edited,),
+        ).fetchall()
+        settled.update(r["operator_id"] for r in rows)
+        return len(settled) == n
+
+    wait_for(all_settled, 180, "every operator polled after the last edit", interval=0.2)
     problems = mirror_problems(db, client, operators)
     assert problems == [], problems[:10]
     assert db.execute("SELECT count(*) AS n FROM sync_state WHERE status <> 'active'").fetchone()["n"] == 0

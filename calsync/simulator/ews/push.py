@@ -113,7 +113,7 @@ class Pusher:
         self.loop = asyncio.get_running_loop()
         self.states[sub_id] = PushState(seq=seq)
         self.wakes[sub_id] = asyncio.Event()
-        mailbox.on_change = self._changed
+        mailbox.on_change["ews"] = self._changed
         self.tasks[sub_id] = self.loop.create_task(self._run(mailbox, sub_id))
 
     def stop(self, sub_id: str, why: str) -> None:

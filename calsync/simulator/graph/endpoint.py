@@ -28,8 +28,18 @@ from aiohttp import web
 from calsync.simulator import frontend, series
 from calsync.simulator.core import Simulator
 from calsync.simulator.faults import Fault
-from calsync.simulator.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, GRAPH_PREFIX, delta, render, validation
+from calsync.simulator.graph import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_TENANT,
+    GRAPH_PREFIX,
+    delta,
+    render,
+    subscriptions,
+    validation,
+)
 from calsync.simulator.graph import faults as graph_faults
+from calsync.simulator.graph.errors import GraphError, error_body
 from calsync.simulator.mailbox import Mailbox, parse_occurrence_id
 
 TOKEN_LIFETIME = 3599
@@ -45,26 +55,7 @@ class Issued:
     client_id: str
     roles: tuple[str, ...]
     expires: float
-
-
-class GraphError(Exception):
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "innerError": {
-                "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
-                "request-id": str(uuid.uuid4()),
-                "client-request-id": str(uuid.uuid4()),
-            },
-        }
-    }
+    tenant: str = DEFAULT_TENANT
 
 
 def _q(query: dict[str, list[str]], name: str) -> str | None:
@@ -80,6 +71,14 @@ def _parse_time(value: str | None, what: str) -> dt.datetime:
     except ValueError as exc:
         raise GraphError(400, "ErrorInvalidParameter", f"{what}: {value!r} is not an ISO 8601 time") from exc
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
+def _tenant(name: str) -> str:
+    """The tenant a token is for: its GUID (notifications carry it), the simulator's for a domain name."""
+    try:
+        return str(uuid.UUID(name))
+    except ValueError:
+        return DEFAULT_TENANT
 
 
 class GraphFrontEnd:
@@ -136,7 +135,7 @@ class GraphFrontEnd:
             for part in ({"typ": "JWT", "alg": "none"}, claims)
         ) + "." + base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")  # fmt: skip
         with self._lock:
-            self._tokens[token] = Issued(client_id, roles, now + TOKEN_LIFETIME)
+            self._tokens[token] = Issued(client_id, roles, now + TOKEN_LIFETIME, _tenant(request.match_info["tenant"]))
             if len(self._tokens) > 10000:
                 self._tokens = {t: i for t, i in self._tokens.items() if i.expires > now}
         sim.stats.response("graph_token_issued")
@@ -448,5 +447,6 @@ def routes(sim: Simulator) -> Iterable[web.AbstractRouteDef]:
         web.get("/{tenant}/v2.0/.well-known/openid-configuration", front.openid),
         web.post("/{tenant}/oauth2/v2.0/token", front.token),
         web.post(GRAPH_PREFIX + "/$batch", batch),
+        *subscriptions.routes(front),  # before the catch-all, which would take GET /subscriptions
         web.get(GRAPH_PREFIX + "/{tail:.*}", api),
     ]

@@ -25,3 +25,24 @@ faults.register(
     limit_kinds=LIMIT_KINDS,
     default_operation={"delta_gone": "graph_delta"},
 )
+
+#: Change-notification faults (graph/push.py): drawn per notification, per handshake or per renewal.
+#:
+#: * ``graph_duplicate``: the notification is sent twice (the copy in the next POST).
+#: * ``graph_late``: the notification is held back and sent after later ones.
+#: * ``graph_handshake_fail``: the validation handshake fails whatever the endpoint answers,
+#:   so the subscription (or renewal) is refused with ValidationError.
+#: * ``graph_handshake_on_renewal``: a renewal runs the handshake again ("where Graph asks").
+PUSH_KINDS = ("graph_duplicate", "graph_late", "graph_handshake_fail", "graph_handshake_on_renewal")
+PUSH_OPERATIONS = ("graph_notify", "graph_handshake", "graph_renew")
+
+faults.register(
+    kinds=PUSH_KINDS,
+    operations=PUSH_OPERATIONS,
+    default_operation={
+        "graph_duplicate": "graph_notify",
+        "graph_late": "graph_notify",
+        "graph_handshake_fail": "graph_handshake",
+        "graph_handshake_on_renewal": "graph_renew",
+    },
+)
