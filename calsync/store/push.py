@@ -586,6 +586,12 @@ def activate_graph(
     return True
 
 
+def subscribe_attempts(conn: psycopg.Connection[Any], operator_id: int) -> int:
+    """Failed subscribe attempts in a row (the back-off of the next one)."""
+    row = conn.execute("SELECT subscribe_attempts FROM push_status WHERE operator_id = %s", (operator_id,)).fetchone()
+    return int(row["subscribe_attempts"]) if row else 0
+
+
 def needing_graph_subscription(
     conn: psycopg.Connection[Any], base_url: str, limit: int, hold_seconds: float = 120.0, default_source: str = "ews"
 ) -> list[int]:

@@ -45,9 +45,15 @@ def _code(err: Exception) -> tuple[str, float]:
     return "ThrottleBusy", getattr(err, "retry_after", None) or 5.0
 
 
+def subscribe_backoff(attempts: int, minute_seconds: float) -> float:
+    """Before the next attempt after a failed one: half a minute, doubling up to an hour (the
+    push clock's minutes: EWS push's 30 s, 60 s ... in production, seconds in scaled tests)."""
+    return float(min(3600.0, max(1.0, 0.5 * minute_seconds) * 2 ** min(attempts, 7)))
+
+
 def subscribe_one(operator_id: int) -> dict[str, object]:
     """One Graph subscription for one operator; plain Python (tests call it)."""
-    from calsync.tasks.push import _subscribe_backoff, push_kick
+    from calsync.tasks.push import push_kick
 
     settings = current_settings()
     base_url = settings.notification_url
@@ -72,7 +78,9 @@ def subscribe_one(operator_id: int) -> dict[str, object]:
     except (SourceError, ThrottleBusy) as err:
         code, wait = _code(err)
         with transaction() as conn:
-            push.give_up(conn, row_id, code, max(wait, _subscribe_backoff(conn, operator_id)))
+            push.give_up(
+                conn, row_id, code, max(wait, subscribe_backoff(push.subscribe_attempts(conn, operator_id), minute))
+            )
         metrics.PUSH_SUBSCRIBES.labels("failed").inc()
         log.warning("operator %s: Graph subscription failed: %s", operator_id, code)
         return {"operator_id": operator_id, "failed": code}
