@@ -205,6 +205,14 @@ def test_a_failed_renewal_is_retried_and_a_404_kills(db: Conn) -> None:
     assert push.graph_gone(db, row, "not found at renewal") == op
     assert sub(db, op)["state"] == "dead" and status(db, op)["dead_since"] is not None
     assert push.graph_gone(db, row, "again") is None
+    # A new subscription after a change of the operator's email, too.
+    db.execute("UPDATE push_status SET next_subscribe_at = NULL")
+    subscribe(db, op, S2, CS2, "sub-2")
+    assert push.needing_graph_subscription(db, URL, 10) == []
+    db.execute("UPDATE operators SET email = 'renamed@example.com' WHERE id = %s", (op,))
+    assert push.needing_graph_subscription(db, URL, 10) == [op]
+    db.execute("UPDATE operators SET email = 'g@example.com' WHERE id = %s", (op,))
+    db.execute("UPDATE push_status SET next_subscribe_at = NULL")
     # EWS push's subscription query leaves Graph operators alone, and the other way round.
     assert push.needing_subscription(db, URL, 5, 10) == []
-    assert push.needing_graph_subscription(db, URL, 10) == [op]
+    assert push.needing_graph_subscription(db, URL + "/other", 10) == [op]
