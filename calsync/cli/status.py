@@ -165,7 +165,7 @@ def _print(report: dict[str, Any]) -> None:
             + (f", last error {r['last_error_code']}" if r["last_error_code"] else "")
         )
         push = r.get("push")
-        if push and (push["subscribed"] or push["dead_since"]):
+        if push and (push["subscribed"] or push["dead_since"] or push["last_error"]):
             graph = push.get("mode") == "graph"
             click.echo(
                 f"    push{' (graph)' if graph else ''}: {'subscribed' if push['subscribed'] else 'not subscribed'}, "
@@ -176,4 +176,5 @@ def _print(report: dict[str, Any]) -> None:
                     else ""
                 )
                 + (f", dead since {push['dead_since']}" if push["dead_since"] else "")
+                + (f", last subscribe error {push['last_error']}" if push["last_error"] else "")
             )

@@ -231,6 +231,9 @@ def test_graph_push_end_to_end(graph_stack: Callable[..., GraphStack]) -> None:
         30, "the refused subscription recorded",
     )  # fmt: skip
     assert bad not in gs.active()
+    assert (
+        "last subscribe error GraphSubscriptionValidationFailed" in gs.cli("status", "--no-broker", refused[0]).stdout
+    )
     assert not [s for s in gs.graph_subs().values() if s["mailbox"] == refused[0] and s["state"] == "active"]
     # Once the handshake is answered right, the retry (backing off) subscribes it.
     gs.client.clear_faults()
