@@ -44,10 +44,6 @@ from tests.integration.truth import diff, expected_rows, mirror_rows
 
 GRAPH_PREFIX = "AQMk"  # the simulator's Graph ids are its EWS ids behind this prefix
 CALSYNC = str(Path(sys.executable).parent / "calsync")
-# The simulator's Graph change notifications come with the graphsim branch (issue 17's other half).
-pytestmark = pytest.mark.skipif(
-    not hasattr(SimulatorClient, "graph_subscriptions"), reason="the simulator's Graph front-end does not notify yet"
-)
 
 
 @dataclass
