@@ -28,6 +28,7 @@ from bench.scenarios import (  # noqa: E402
     dispatcher,
     first_sync,
     graph,
+    graph_push,
     latency,
     memory,
     polling,
@@ -45,6 +46,7 @@ SCENARIOS = {
     "push": push.run,
     "console": console.run,
     "graph": graph.run,
+    "graph_push": graph_push.run,
     "backpressure": backpressure.run,
 }
 

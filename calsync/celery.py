@@ -22,6 +22,7 @@ app = Celery(
         "calsync.tasks.horizon",
         "calsync.tasks.notify",
         "calsync.tasks.push",
+        "calsync.tasks.graph_push",
     ],
 )
 # Celery's own CELERY_CONFIG_MODULE (set by `celery --config`) may name an overlay module;

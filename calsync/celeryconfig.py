@@ -77,6 +77,10 @@ task_routes = {
     names.PUSH_KICK: {"queue": "dispatch"},
     names.PUSH_SWEEP: {"queue": "dispatch"},
     names.PUSH_SUBSCRIBE: {"queue": "sync"},
+    # Graph subscription calls go to Graph, inside its fleet-wide slots, like reads.
+    names.GRAPH_SUBSCRIBE: {"queue": "sync"},
+    names.GRAPH_RENEW: {"queue": "sync"},
+    names.GRAPH_DELETE: {"queue": "sync"},
 }
 
 # Flower and `calsync status` read task events from the workers. No "sent" events: they would

@@ -94,6 +94,12 @@ PUSH_UNSUBSCRIBES = Counter("calsync_push_unsubscribes", "Notifications answered
 PUSH_REJECTED = Counter("calsync_push_rejected", "Notifications refused (nothing enqueued), by reason", ["reason"])
 PUSH_DEATHS = Counter("calsync_push_subscription_deaths", "Subscriptions found dead (silent 2 x StatusFrequency)")
 PUSH_SUBSCRIBES = Counter("calsync_push_subscribes", "Subscribe calls, by outcome", ["outcome"])
+# Graph change notifications (issue 17) count into the PUSH_* metrics above like EWS push
+# (kind "validation" for a validation handshake answered); what only Graph has is here.
+GRAPH_LIFECYCLE = Counter(
+    "calsync_graph_lifecycle_notifications", "Graph lifecycle notifications received, by event", ["event"]
+)
+GRAPH_RENEWALS = Counter("calsync_graph_renewals", "Graph subscription renewals, by outcome", ["outcome"])
 PUSH_LATENCY = Histogram(
     "calsync_push_notification_to_commit_seconds",
     "From the first notification a sync covered to the commit that ended that sync",

@@ -24,6 +24,7 @@ from calsync.source.ews.source import EwsSource
 from calsync.source.graph.auth import TokenProvider
 from calsync.source.graph.client import GraphClient
 from calsync.source.graph.source import GraphSource
+from calsync.source.graph.subscriptions import GraphSubscriptions
 from calsync.source.graph.throttled import GraphThrottledSource
 from calsync.source.routed import RoutedSource
 from calsync.source.throttled import ThrottledSource
@@ -124,7 +125,9 @@ def _graph_source(settings: SyncSettings) -> GraphThrottledSource:
     client = GraphClient(settings.graph_base_url, tokens, pool=settings.graph_max_concurrency)
     source = GraphSource(client, settings.past_window_days, settings.future_horizon_days)
     app_key = f"{settings.graph_tenant_id}:{settings.graph_client_id}"
-    return GraphThrottledSource(source, redis_client(), app_key, settings.graph_max_concurrency)
+    return GraphThrottledSource(
+        source, redis_client(), app_key, settings.graph_max_concurrency, GraphSubscriptions(client)
+    )
 
 
 def operator_source(mailbox: str, default: str, fresh: bool) -> str:

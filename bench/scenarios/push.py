@@ -15,6 +15,10 @@
    "minutes". CPU seconds of every calsync process (workers, beat, listener) plus Postgres
    and Redis, not the simulator (it stands for Exchange). Every cost is per mailbox, so the
    ratio holds for 100,000 mailboxes; the absolute figure is scaled to them.
+
+`--graph-share F` (issue 17) reads a share F of the latency fleet's operators through Graph
+(the simulator's Graph front-end, change notifications on the same listener) and reports
+the latency of each mode beside the overall one.
 """
 
 from __future__ import annotations
@@ -189,7 +193,7 @@ async def _load(
     return count, lat, errors
 
 
-def latency_and_idle(quick: bool) -> dict[str, Any]:
+def latency_and_idle(quick: bool, graph_share: float = 0.0) -> dict[str, Any]:
     n = 300 if quick else int(os.environ.get("CALSYNC_BENCH_PUSH_OPERATORS", "10000"))
     rate, window = (20.0, 5.0) if quick else (100.0, 20.0)
     idle_window = 20.0 if quick else 60.0
@@ -209,6 +213,8 @@ def latency_and_idle(quick: bool) -> dict[str, Any]:
             ews_max_concurrency=27,
         )
         common.add_operators([mailbox_email(i) for i in range(1, n + 1)])
+        groups = _graph_operators(sim, n, graph_share) if graph_share > 0 else None
+        by_mode: dict[str, Any] = {}
         client = sim.client()
         listener = _listener(port, "latency")
         env = {"CALSYNC_PUSH_SWEEP_SECONDS": "1"}
@@ -221,7 +227,10 @@ def latency_and_idle(quick: bool) -> dict[str, Any]:
                              1800, "every operator subscribed", 1.0)  # fmt: skip
                 out["subscribe_s"] = round(t, 1)
                 common.say(f"push: {n} subscribed in {t:.0f}s")
-                out.update(_changes(conn, client, n, rate, window))
+                out.update(_changes(conn, client, n, rate, window, groups, by_mode))
+                if by_mode:
+                    out["graph_share"], out["by_mode"] = graph_share, by_mode
+                    common.say(f"push latency by mode: {by_mode}")
                 common.say(f"push latency: p50 {out['p50_s']} s, p95 {out['p95_s']} s, p99 {out['p99_s']} s, "
                            f"max {out['max_s']} s ({out['seen']}/{out['changes']} seen)")  # fmt: skip
                 assert f.alive()
@@ -237,10 +246,31 @@ def _count(conn: psycopg.Connection[Any], sql: str) -> int:
     return int(row["n"]) if row else 0
 
 
-def _changes(conn: Any, client: Any, n: int, rate: float, window: float) -> dict[str, Any]:
+GRAPH_ID_PREFIX = "AQMk"  # the simulator's Graph ids are its EWS ids behind this prefix
+
+
+def _graph_operators(sim: Any, n: int, share: float) -> dict[str, set[str]]:
+    """Every operator whose position falls in `share` of the fleet is read through Graph (and
+    pushed by Graph change notifications); the others through EWS."""
+    from calsync.simulator.graph import DEFAULT_CLIENT_ID, DEFAULT_TENANT
+
+    common.set_settings(graph_tenant_id=DEFAULT_TENANT, graph_client_id=DEFAULT_CLIENT_ID,
+                        graph_authority_url=sim.base_url, graph_base_url=sim.base_url + "/v1.0",
+                        graph_max_concurrency=27)  # fmt: skip
+    emails = [mailbox_email(i) for i in range(1, n + 1)]
+    graph = {e for k, e in enumerate(emails) if int((k + 1) * share) > int(k * share)}
+    with common.connect() as conn:
+        conn.execute("UPDATE operators SET source = 'graph' WHERE email = ANY(%s)", (sorted(graph),))
+    return {"graph": graph, "ews": set(emails) - graph}
+
+
+def _changes(
+    conn: Any, client: Any, n: int, rate: float, window: float,
+    groups: dict[str, set[str]] | None = None, by_group: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     rng = random.Random(4)
     items = {
-        r["email"]: r["item_id"]
+        r["email"]: r["item_id"].removeprefix(GRAPH_ID_PREFIX)  # the simulator's own id (Graph's carry a prefix)
         for r in conn.execute(
             "SELECT o.email, min(a.item_id) AS item_id FROM appointments a JOIN operators o ON o.id = a.operator_id "
             "WHERE a.kind = 'single' AND NOT a.details_withheld GROUP BY o.email"
@@ -298,6 +328,12 @@ def _changes(conn: Any, client: Any, n: int, rate: float, window: float) -> dict
                 if j <= latest and j in made:
                     seen.setdefault(j, now)
         time.sleep(0.05)
+    for name, members in (groups or {}).items():
+        part = [seen[j] - made[j] for j in made if j in seen and order[j] in members]
+        if by_group is not None:
+            by_group[name] = {"changes": sum(1 for j in made if order[j] in members), "seen": len(part),
+                              **{f"p{q}_s": _r(common.percentile(part, q / 100)) for q in (50, 95, 99)}}  # fmt: skip
+
     lat = [seen[j] - made[j] for j in made if j in seen]
     return {
         "changes": len(made),
@@ -385,9 +421,9 @@ def idle_cpu(n: int, window: float) -> dict[str, Any]:
     return out
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, graph_share: float = 0.0) -> dict[str, Any]:
     out: dict[str, Any] = {"listener": listener_throughput(quick)}
-    out.update(latency_and_idle(quick))
+    out.update(latency_and_idle(quick, graph_share))
     return out
 
 
@@ -402,11 +438,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="the push benchmark alone")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--graph-share", type=float, default=0.0, help="share of the latency fleet read through Graph")
     args = parser.parse_args()
     common.prepare_database()
     common.flush_redis()
     started = time.monotonic()
-    result = {"quick": args.quick, "machine": common.machine(), "push": run(args.quick)}
+    result = {"quick": args.quick, "machine": common.machine(), "push": run(args.quick, args.graph_share)}
     result["total_s"] = round(time.monotonic() - started, 1)
     out = common.RESULTS / ("quick" if args.quick else "") / "push.json"
     out.parent.mkdir(parents=True, exist_ok=True)

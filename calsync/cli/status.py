@@ -133,6 +133,12 @@ def _print(report: dict[str, Any]) -> None:
         f"push: {p['subscribed']} subscribed ({p['healthy']} healthy), {p['subscribing']} subscribing, "
         f"{p['dead']} dead, last heard {p['last_heard'] or 'never'}"
     )
+    for mode, m in (p.get("by_mode") or {}).items():
+        if m["subscribed"] or m["subscribing"] or m["dead"]:
+            click.echo(
+                f"    {'graph' if mode == 'graph' else 'ews push'}: {m['subscribed']} subscribed ({m['healthy']} healthy), "
+                f"{m['subscribing']} subscribing, {m['dead']} dead, last heard {m['last_heard'] or 'never'}"
+            )
     if "broker" in report:
         if report["broker"] == "ok":
             click.echo(f"workers online: {len(report['workers'])} {' '.join(report['workers'])}")
@@ -159,9 +165,16 @@ def _print(report: dict[str, Any]) -> None:
             + (f", last error {r['last_error_code']}" if r["last_error_code"] else "")
         )
         push = r.get("push")
-        if push and (push["subscribed"] or push["dead_since"]):
+        if push and (push["subscribed"] or push["dead_since"] or push["last_error"]):
+            graph = push.get("mode") == "graph"
             click.echo(
-                f"    push: {'subscribed' if push['subscribed'] else 'not subscribed'}, "
+                f"    push{' (graph)' if graph else ''}: {'subscribed' if push['subscribed'] else 'not subscribed'}, "
                 f"last heard {push['last_heard'] or 'never'}"
+                + (
+                    f", expires {push['expires_at']}, next renewal {push['renew_at']}"
+                    if graph and push["subscribed"]
+                    else ""
+                )
                 + (f", dead since {push['dead_since']}" if push["dead_since"] else "")
+                + (f", last subscribe error {push['last_error']}" if push["last_error"] else "")
             )

@@ -93,13 +93,14 @@ def operator_list(request: Request, user: str) -> Response:
 
 
 def _push_view(conn: Any, op: dict[str, Any]) -> dict[str, Any]:
-    """How the operator's changes reach calsync: "off" and "polled" say why there is no push."""
+    """How the operator's changes reach calsync: "off" says why there is no push."""
     current = settings_store.load(conn)
     if not current.notification_url:
         return {"mode": "off"}
-    if (op["source"] or current.source.value) != "ews":
-        return {"mode": "polled"}
-    return {"mode": "push", **console_store.push_detail(conn, op["id"])}
+    # EWS push or Graph change notifications: the same facts, plus what only one of them has
+    # (StatusFrequency; expiry and renewals).
+    kind = "graph" if (op["source"] or current.source.value) == "graph" else "ews"
+    return {"mode": "push", "kind": kind, **console_store.push_detail(conn, op["id"])}
 
 
 def _detail(conn: Any, operator_id: int) -> dict[str, Any] | None:

@@ -18,6 +18,9 @@ Per notification, in this order:
    the operator (calsync.listener.kick);
 4. the answer is OK, or Unsubscribe for a superseded, ended or unknown subscription or a
    disabled operator. Only then does Exchange consider the notification delivered.
+
+Graph's change notifications come to the same process (calsync.listener.graph): a POST to
+`.../graph/SECRET` or `.../graph-lifecycle/SECRET` with a validationToken or a JSON body.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from calsync import metrics
+from calsync.listener import graph
 from calsync.listener.group import GroupCommit
 from calsync.listener.kick import Kicker
-from calsync.push.callback import secret_hash, secret_of
+from calsync.push.callback import graph_kind, secret_hash, secret_of
 from calsync.source.ews.notification import OK_ANSWER, UNSUBSCRIBE_ANSWER, BadNotification, parse
 from calsync.store import push
 
@@ -58,6 +62,9 @@ def _reject(status: int, reason: str, text: str) -> web.Response:
 
 
 async def notification(request: web.Request) -> web.Response:
+    kind = graph_kind(request.path)
+    if kind is not None and graph.is_graph_request(request):
+        return await graph.handle(request, kind, request.app[POOL_KEY], request.app[KICK_KEY])
     secret = secret_of(request.path)
     if secret is None:
         return _reject(403, "no_secret", "forbidden: the URL carries no subscription secret")

@@ -296,7 +296,39 @@ _ENTRIES: tuple[Entry, ...] = (
         OP,
         "EWS push was asked for an operator whose mailbox is read through Microsoft Graph.",
         "The operator's source was switched to Graph while its EWS subscription was being made.",
-        "Nothing: Graph operators are polled; the next push sweep leaves them out.",
+        "Nothing: the next push sweep subscribes it through Graph change notifications instead.",
+    ),
+    Entry(
+        "GraphSubscriptionNotFound",
+        T,
+        "Microsoft Graph no longer knows the operator's change-notification subscription.",
+        "It lapsed (not renewed before its expirationDateTime), was removed by Graph (subscriptionRemoved), "
+        "or was deleted by another tool using the app.",
+        "Nothing: calsync creates a new subscription and a catch-up sync covers the gap.",
+    ),
+    Entry(
+        "GraphSubscriptionValidationFailed",
+        T,
+        "Microsoft Graph refused the change-notification subscription: its validation request to the listener failed.",
+        "Graph could not reach notification_url + /graph/... and /graph-lifecycle/... within 10 seconds, "
+        "or got another answer than the token (a proxy, a firewall, no `calsync listener serve` behind it).",
+        "Check that notification_url is reachable from the internet over https and that the listener runs; "
+        "calsync retries, backing off. Until then the operator is polled at the normal interval.",
+    ),
+    Entry(
+        "GraphSubscriptionLimit",
+        T,
+        "Microsoft Graph refused the subscription: the mailbox has reached its limit of subscriptions.",
+        "Over 1,000 active subscriptions on the mailbox across all apps (another app leaks subscriptions).",
+        "Find the app holding them (GET /subscriptions as that app) and delete its stale ones; calsync retries.",
+    ),
+    Entry(
+        "GraphSubscriptionRejected",
+        T,
+        "Microsoft Graph refused to create or renew the change-notification subscription.",
+        "An expirationDateTime Graph does not accept (a clock far off), a notification_url that is not https, "
+        "or a Graph change calsync does not know yet.",
+        "Check the host's clock and that notification_url is https; the message in `calsync status` says more.",
     ),
     Entry(
         "TaskTimeLimit",

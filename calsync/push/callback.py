@@ -44,3 +44,23 @@ def check_notification_url(url: str) -> str | None:
     if parts.query or parts.fragment:
         return "must have no ?query or #fragment (the listener's secret is appended to its path)"
     return None
+
+
+# Graph change notifications use the same notification_url with a path segment before the
+# secret (one secret serves both URLs of a subscription; the segment says which URL it is).
+GRAPH_CHANGE = "graph"
+GRAPH_LIFECYCLE = "graph-lifecycle"
+
+
+def graph_urls(notification_url: str, secret: str) -> tuple[str, str]:
+    """(notificationUrl, lifecycleNotificationUrl) of a Graph subscription."""
+    base = notification_url.rstrip("/")
+    return f"{base}/{GRAPH_CHANGE}/{secret}", f"{base}/{GRAPH_LIFECYCLE}/{secret}"
+
+
+def graph_kind(path: str) -> str | None:
+    """GRAPH_CHANGE or GRAPH_LIFECYCLE when the path is a Graph callback's, else None."""
+    parts = path.rstrip("/").rsplit("/", 2)
+    if len(parts) == 3 and parts[1] in (GRAPH_CHANGE, GRAPH_LIFECYCLE):
+        return parts[1]
+    return None

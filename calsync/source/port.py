@@ -7,6 +7,7 @@ calsync.errors so the tasks can decide between retry, resync, fail and pause.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -26,12 +27,32 @@ class CalendarSource(Protocol):
 
 
 class PushSubscriber(Protocol):
-    """A source that can tell a listener about changes (EWS push today; Graph change
-    notifications later). Streaming (EWS GetStreamingEvents, where Exchange cannot reach a
+    """A source that can tell a listener about changes (EWS push; Graph's change
+    notifications are GraphSubscriber). Streaming (EWS GetStreamingEvents, where Exchange cannot reach a
     listener) would be a second method here and a second `mode` of push_subscriptions."""
 
     def subscribe_push(self, mailbox: str, url: str, watermark: str | None, status_frequency: int) -> tuple[str, str]:
         """Subscribe `mailbox`'s calendar; the source POSTs to `url` and reports at least every
         `status_frequency` minutes. `watermark`: resume after it (None: from now). Returns
         (subscription id, watermark)."""
+        ...
+
+
+class GraphSubscriber(Protocol):
+    """Microsoft Graph change notifications: subscriptions that expire unless renewed.
+    `mailbox` names whose fleet-wide slots the call takes; a 404 on renew, reauthorize or
+    delete is GraphSubscriptionNotFound (the subscription is gone, not the mailbox)."""
+
+    def create_subscription(
+        self, mailbox: str, notification_url: str, lifecycle_url: str, client_state: str, expires: dt.datetime
+    ) -> tuple[str, dt.datetime]:
+        """Subscribe to the mailbox's events; returns (subscription id, expiry Graph granted)."""
+        ...
+
+    def renew_subscription(self, mailbox: str, subscription_id: str, expires: dt.datetime) -> dt.datetime: ...
+
+    def reauthorize_subscription(self, mailbox: str, subscription_id: str) -> None: ...
+
+    def delete_subscription(self, mailbox: str, subscription_id: str) -> bool:
+        """False when Graph no longer knew it."""
         ...

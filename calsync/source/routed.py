@@ -9,6 +9,7 @@ operator was switched) is refused as invalid before any request: the runner resy
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, Protocol
@@ -71,6 +72,36 @@ class RoutedSource:
         inner: Any = self.source(EWS)  # a PushSubscriber (ThrottledSource over EwsSource)
         result: tuple[str, str] = inner.subscribe_push(mailbox, url, watermark, status_frequency)
         return result
+
+    # Graph change notifications: made only for a mailbox read through Graph; renewed and
+    # deleted through Graph whatever the mailbox's source is now (a switched operator's old
+    # subscription is still Graph's).
+    def _graph(self) -> Any:
+        return self.source(GRAPH)  # a GraphSubscriber (GraphThrottledSource)
+
+    def create_subscription(
+        self, mailbox: str, notification_url: str, lifecycle_url: str, client_state: str, expires: dt.datetime
+    ) -> tuple[str, dt.datetime]:
+        kind = self.kind_of(mailbox, True)
+        if kind != GRAPH:
+            raise SourceError(
+                "PushUnsupported", Disposition.OPERATOR,
+                f"{mailbox} is read through {kind}: Graph change notifications do not apply",
+            )  # fmt: skip
+        made: tuple[str, dt.datetime] = self._graph().create_subscription(
+            mailbox, notification_url, lifecycle_url, client_state, expires
+        )
+        return made
+
+    def renew_subscription(self, mailbox: str, subscription_id: str, expires: dt.datetime) -> dt.datetime:
+        granted: dt.datetime = self._graph().renew_subscription(mailbox, subscription_id, expires)
+        return granted
+
+    def reauthorize_subscription(self, mailbox: str, subscription_id: str) -> None:
+        self._graph().reauthorize_subscription(mailbox, subscription_id)
+
+    def delete_subscription(self, mailbox: str, subscription_id: str) -> bool:
+        return bool(self._graph().delete_subscription(mailbox, subscription_id))
 
     @contextmanager
     def lane(self) -> Iterator[RoutedLane]:

@@ -264,11 +264,15 @@ def push_detail(conn: psycopg.Connection[Any], operator_id: int) -> dict[str, An
         """
         SELECT p.state, p.subscription_id IS NOT NULL AS has_id, p.subscribed_at, p.last_heard_at,
                p.status_frequency_minutes, p.end_reason, p.notifications, p.events,
+               p.mode AS subscription_mode, p.expires_at, p.renew_at, p.renewals, p.last_lifecycle_event,
+               p.last_lifecycle_at,
                ps.last_event_at, ps.dead_since, ps.last_error, ps.subscribe_attempts, ps.next_subscribe_at
           FROM operators o
           LEFT JOIN push_status ps ON ps.operator_id = o.id
           LEFT JOIN LATERAL (SELECT q.state, q.subscription_id, q.subscribed_at, q.last_heard_at,
-                                    q.status_frequency_minutes, q.end_reason, q.notifications, q.events
+                                    q.status_frequency_minutes, q.end_reason, q.notifications, q.events,
+                                    q.mode, q.expires_at, q.renew_at, q.renewals, q.last_lifecycle_event,
+                                    q.last_lifecycle_at
                                FROM push_subscriptions q WHERE q.operator_id = o.id
                               ORDER BY (q.state = 'active') DESC, (q.subscription_id IS NOT NULL) DESC, q.id DESC
                               LIMIT 1) p ON true

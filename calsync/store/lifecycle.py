@@ -784,9 +784,12 @@ def push_after_finish(
         UPDATE sync_state s
            SET next_poll_at = CASE
                    WHEN ps.last_event_at > s.last_poll_at THEN now()
+                   -- push healthy (calsync.store.push.HEALTHY_SQL): EWS heard within twice
+                   -- StatusFrequency, Graph active and not expired
                    WHEN a.id IS NOT NULL
-                        AND COALESCE(a.last_heard_at, a.subscribed_at)
-                            >= now() - make_interval(secs => 2 * a.status_frequency_minutes * %(m)s)
+                        AND CASE WHEN a.mode = 'graph' THEN a.expires_at > now()
+                                 ELSE COALESCE(a.last_heard_at, a.subscribed_at)
+                                      >= now() - make_interval(secs => 2 * a.status_frequency_minutes * %(m)s) END
                    THEN GREATEST(s.next_poll_at, s.last_poll_at + make_interval(secs => %(safety)s * 60))
                    ELSE s.next_poll_at END
           FROM push_status ps

@@ -19,8 +19,12 @@ NOTIFY_PREFIX = "calsync.notify."
 PUSH_KICK = "calsync.push_kick"
 PUSH_SUBSCRIBE = "calsync.push_subscribe"
 PUSH_SWEEP = "calsync.push_sweep"
+# Graph change notifications (calsync/tasks/graph_push.py)
+GRAPH_SUBSCRIBE = "calsync.graph_push_subscribe"
+GRAPH_RENEW = "calsync.graph_push_renew"
+GRAPH_DELETE = "calsync.graph_push_delete"
 
 ALL = (
     DISPATCH, SYNC_BATCH, POLL_CHUNK, ROLL_HORIZON, ROLL_HORIZON_CHUNK, NOTIFY_SEND_PENDING,
-    PUSH_KICK, PUSH_SUBSCRIBE, PUSH_SWEEP,
+    PUSH_KICK, PUSH_SUBSCRIBE, PUSH_SWEEP, GRAPH_SUBSCRIBE, GRAPH_RENEW, GRAPH_DELETE,
 )  # fmt: skip

@@ -152,15 +152,21 @@ def sweep() -> dict[str, Any]:
     """One pass of the sweep; plain Python (tests call it)."""
     settings = current_settings()
     minute = env().push_minute_seconds
+    hold = graph_hold_seconds(minute)
     if not settings.notification_url:
         with transaction() as conn:
             ended = push.end_all(conn, "push switched off (no notification_url)")
             # Their polls were stretched to the safety interval: polling is the mechanism again.
             lifecycle.make_due(conn, ended)
-        return {"ended": len(ended)}
+            cleanups = push.cleanups_due(conn, hold)
+        _graph_deletes(cleanups)
+        return {"ended": len(ended), **({"graph_deletes": len(cleanups)} if cleanups else {})}
     with transaction() as conn:
         disabled = push.end_disabled(conn)
         dead = push.find_dead(conn, minute)
+        # Graph has no keep-alives: a Graph subscription is dead once it lapsed unrenewed.
+        lapsed = push.find_lapsed(conn)
+        dead += lapsed
         # A dead subscription may have missed changes: sync now, as if notified.
         push.mark_owed(conn, dead)
         lost = push.owed_and_idle(conn, LOST_KICK_SECONDS)
@@ -172,19 +178,54 @@ def sweep() -> dict[str, Any]:
             SUBSCRIBES_PER_SWEEP,
             default_source=settings.source.value,
         )
+        need_graph = push.needing_graph_subscription(
+            conn, settings.notification_url, SUBSCRIBES_PER_SWEEP, hold_seconds=max(hold, 5.0),
+            default_source=settings.source.value,
+        )  # fmt: skip
+        # Renewals due before the next sweep (and a margin), each sent at its own time.
+        renewals = push.renewals_due(conn, 2 * sweep_schedule_seconds(), hold)
+        cleanups = push.cleanups_due(conn, hold)
         overdue = push.dead_too_long(conn, settings.notification_frequency_minutes, minute)
         push.prune(conn)
     for op in dead:
         metrics.PUSH_DEATHS.inc()
-        log.warning("operator %s: push subscription silent for twice its StatusFrequency: dead", op)
+        if op in lapsed:
+            log.warning("operator %s: Graph subscription lapsed (not renewed in time): dead", op)
+        else:
+            log.warning("operator %s: push subscription silent for twice its StatusFrequency: dead", op)
     for op in sorted(set(dead + lost)):
         push_kick.apply_async((op,))
     for op in need:
         push_subscribe.apply_async((op,))
+    _graph_calls(need_graph, renewals, cleanups)
     if overdue:
         _email_dead(overdue, settings.failure_recipients(), settings.notification_frequency_minutes)
     return {"disabled": disabled, "dead": len(dead), "lost_kicks": len(lost), "subscribing": len(need),
-            "emailed": len(overdue)}  # fmt: skip
+            "emailed": len(overdue), "graph_subscribing": len(need_graph), "graph_renewals": len(renewals),
+            "graph_deletes": len(cleanups)}  # fmt: skip
+
+
+def graph_hold_seconds(minute_seconds: float) -> float:
+    """How long a Graph call handed to a worker is not handed out again: 2 scaled minutes
+    (120 s in production), at least two sweeps."""
+    return min(120.0, max(2.0 * minute_seconds, 2.0 * sweep_schedule_seconds() + 1.0))
+
+
+def _graph_calls(subscribe: list[int], renewals: list[push.Renewal], deletes: list[int]) -> None:
+    from calsync.tasks.graph_push import graph_push_renew, graph_push_subscribe
+
+    for op in subscribe:
+        graph_push_subscribe.apply_async((op,))
+    for r in renewals:
+        graph_push_renew.apply_async((r.row_id,), countdown=r.due_in if r.due_in > 0.01 else None)
+    _graph_deletes(deletes)
+
+
+def _graph_deletes(row_ids: list[int]) -> None:
+    from calsync.tasks.graph_push import graph_push_delete
+
+    for row_id in row_ids:
+        graph_push_delete.apply_async((row_id,))
 
 
 def _email_dead(rows: list[dict[str, Any]], recipients: list[str], minutes: int) -> None:
@@ -203,6 +244,9 @@ def _email_dead(rows: list[dict[str, Any]], recipients: list[str], minutes: int)
         "",
         "Fix: check that notification_url is reachable from the Exchange servers (firewall, TLS, the",
         "`calsync listener serve` processes behind it), then `calsync status` shows them subscribed.",
+        "For mailboxes read through Microsoft Graph: their change-notification subscription lapsed or",
+        "could not be made (Graph's validation request did not reach the listener, or renewals failed:",
+        "see the last error).",
         "",
     ]
     for r in rows:

@@ -94,7 +94,9 @@ def test_operator_and_overview_show_push_state_and_history_shows_latency(page: P
     page.shot("page-operator-push-dead")
 
     page.go(f"/operators/{graph}")
-    assert page.find("#push-mode").text == "Push: polled (push is EWS only)"
+    # A Graph operator shows Graph change notifications with the same facts (not subscribed yet).
+    assert page.find("#push-kind").text == "Graph change notifications"
+    assert page.find("#push-subscribed").text == "no"
 
     page.go("/")
     assert page.all("#push-off") == []

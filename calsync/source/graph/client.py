@@ -8,7 +8,7 @@ cache may hold one Graph has revoked, or the clock may be off) before it counts.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,7 +55,18 @@ class GraphClient:
             return path_or_link
         return self.base_url + path_or_link
 
-    def request(self, method: str, path_or_link: str, *, json: Any = None, prefer: Sequence[str] = ()) -> Any:
+    def request(
+        self,
+        method: str,
+        path_or_link: str,
+        *,
+        json: Any = None,
+        prefer: Sequence[str] = (),
+        classifier: Callable[[GraphHttpError, str], SourceError] | None = None,
+    ) -> Any:
+        """One call; the JSON answer, or None for an answer without a body (204). `classifier`
+        turns an error answer into a catalogue entry where the generic one would mislead (a
+        404 of a subscription is not a missing mailbox)."""
         url = self.url(path_or_link)
         for attempt in (0, 1):
             token = self.tokens.token()
@@ -70,7 +81,9 @@ class GraphClient:
                 self.tokens.invalidate()
                 continue
             if response.status_code >= 400:
-                raise classify(http_error(response), token)
+                raise (classifier or classify)(http_error(response), token)
+            if response.status_code == 204 or not response.content:
+                return None
             try:
                 return response.json()
             except ValueError as exc:

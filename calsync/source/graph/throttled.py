@@ -10,6 +10,7 @@ holds back that mailbox, a 503 or 504 (the service itself) holds back the whole 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,7 @@ from typing import TypeVar
 import redis
 
 from calsync.errors import SourceError
+from calsync.source.graph.subscriptions import GraphSubscriptions
 from calsync.source.port import CalendarSource
 from calsync.sync.model import Appointment, RefusedItem, SyncPage
 from calsync.throttle import AccountThrottle
@@ -29,8 +31,16 @@ MAILBOX_CALLS = 1  # port calls in flight per mailbox: each may run a $batch, i.
 
 
 class GraphThrottledSource:
-    def __init__(self, inner: CalendarSource, client: redis.Redis, app_key: str, app_limit: int) -> None:
+    def __init__(
+        self,
+        inner: CalendarSource,
+        client: redis.Redis,
+        app_key: str,
+        app_limit: int,
+        subscriptions: GraphSubscriptions | None = None,
+    ) -> None:
         self.inner = inner
+        self.subscriptions = subscriptions
         self.client = client
         self.app_key = app_key
         self.app = AccountThrottle(client, f"graph:{app_key}", app_limit)
@@ -65,6 +75,29 @@ class GraphThrottledSource:
         if not item_ids:
             return []
         return self.call(mailbox, lambda: self.inner.get_items(mailbox, item_ids))
+
+    # --- change-notification subscriptions (a GraphSubscriber) --------------------------
+    def _subs(self) -> GraphSubscriptions:
+        if self.subscriptions is None:
+            raise RuntimeError("this Graph source was built without subscriptions")
+        return self.subscriptions
+
+    def create_subscription(
+        self, mailbox: str, notification_url: str, lifecycle_url: str, client_state: str, expires: dt.datetime
+    ) -> tuple[str, dt.datetime]:
+        made = self.call(
+            mailbox, lambda: self._subs().create(mailbox, notification_url, lifecycle_url, client_state, expires)
+        )
+        return made.id, made.expires_at
+
+    def renew_subscription(self, mailbox: str, subscription_id: str, expires: dt.datetime) -> dt.datetime:
+        return self.call(mailbox, lambda: self._subs().renew(subscription_id, expires))
+
+    def reauthorize_subscription(self, mailbox: str, subscription_id: str) -> None:
+        self.call(mailbox, lambda: self._subs().reauthorize(subscription_id))
+
+    def delete_subscription(self, mailbox: str, subscription_id: str) -> bool:
+        return self.call(mailbox, lambda: self._subs().delete(subscription_id))
 
     @contextmanager
     def lane(self) -> Iterator[GraphThrottledSource]:
