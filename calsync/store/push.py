@@ -92,7 +92,7 @@ SELECT i, operator_id FROM sub
 _WHY = """
 SELECT p.id, p.state, p.subscription_id, o.calendar_sync
   FROM push_subscriptions p JOIN operators o ON o.id = p.operator_id
- WHERE p.secret_hash = %(h)s
+ WHERE p.secret_hash = %(h)s AND p.mode <> 'graph'
 """
 
 

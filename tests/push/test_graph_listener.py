@@ -23,9 +23,10 @@ import requests
 
 from calsync import celery_procs
 from calsync.listener.kick import kick_key
-from calsync.push.callback import graph_urls, new_secret, secret_hash
+from calsync.push.callback import callback_url, graph_urls, new_secret, secret_hash
 from calsync.store import push
 from tests.distributed.stack import Stack, connect, free_port, insert_operators, wait_for
+from tests.push.test_listener import notification
 
 SCHEMA = Path(
     os.environ.get("CALSYNC_GRAPH_SCHEMA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "graph-schema"
@@ -162,6 +163,12 @@ def test_graph_handshake_notifications_forgeries_and_lifecycle(rig: Rig) -> None
         answer = rig.post(url, doc, raw)
         assert answer.status_code == status, (name, answer.status_code, answer.text)
         assert rig.nothing_enqueued(), name
+    # An EWS SendNotification naming the Graph subscription, at the EWS form of its URL: the
+    # EWS path never hears a Graph subscription (it would skip the clientState check).
+    ews_url = callback_url(rig.base_url, rig.secret)
+    answer = requests.post(ews_url, data=notification(rig.sub_id, changes=1), timeout=30,
+                           headers={"Content-Type": "text/xml; charset=utf-8"})  # fmt: skip
+    assert answer.status_code == 403 and rig.nothing_enqueued(), answer.text
     sub = rig.subscription()
     assert sub["notifications"] == 0 and sub["status"]["last_event_at"] is None
     assert sub["state"] == "active"
