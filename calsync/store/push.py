@@ -236,17 +236,16 @@ def begin(
     return int(row["id"]) if row else None
 
 
-def activate(conn: psycopg.Connection[Any], row_id: int, subscription_id: str, watermark: str | None) -> bool:
-    """Exchange answered: the new subscription replaces the operator's active one.
-
-    Returns False when the row was given up meanwhile (nothing changed).
-    """
+def _replace_active(conn: psycopg.Connection[Any], row_id: int) -> int | None:
+    """The subscription being made (`row_id`) is about to become its operator's active one: the
+    one active now is superseded (and, for Graph, deleted at Graph later). Returns the operator,
+    or None when the row was given up meanwhile (then nothing changes)."""
     row = conn.execute(
         "SELECT operator_id FROM push_subscriptions WHERE id = %s AND state = 'subscribing' FOR UPDATE", (row_id,)
     ).fetchone()
     if row is None:
-        return False
-    op = row["operator_id"]
+        return None
+    op = int(row["operator_id"])
     conn.execute(
         f"""
         UPDATE push_subscriptions SET state = 'superseded', ended_at = now(), end_reason = 'replaced',
@@ -255,6 +254,17 @@ def activate(conn: psycopg.Connection[Any], row_id: int, subscription_id: str, w
         """,
         (op,),
     )
+    return op
+
+
+def activate(conn: psycopg.Connection[Any], row_id: int, subscription_id: str, watermark: str | None) -> bool:
+    """Exchange answered: the new subscription replaces the operator's active one.
+
+    Returns False when the row was given up meanwhile (nothing changed).
+    """
+    op = _replace_active(conn, row_id)
+    if op is None:
+        return False
     conn.execute(
         """
         UPDATE push_subscriptions
@@ -605,20 +615,9 @@ def activate_graph(
     """Graph answered 201: the subscription replaces the operator's active one (which Graph is
     then asked to delete) and the operator's push is healthy again. False when the row was
     given up meanwhile."""
-    row = conn.execute(
-        "SELECT operator_id FROM push_subscriptions WHERE id = %s AND state = 'subscribing' FOR UPDATE", (row_id,)
-    ).fetchone()
-    if row is None:
+    op = _replace_active(conn, row_id)
+    if op is None:
         return False
-    op = row["operator_id"]
-    conn.execute(
-        f"""
-        UPDATE push_subscriptions SET state = 'superseded', ended_at = now(), end_reason = 'replaced',
-               cleanup_at = {_CLEANUP}
-         WHERE operator_id = %s AND state = 'active'
-        """,
-        (op,),
-    )
     conn.execute(
         """
         UPDATE push_subscriptions
