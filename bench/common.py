@@ -167,10 +167,12 @@ def _fixed(pids: list[int]) -> Callable[[], list[int]]:
 
 
 @contextmanager
-def cpu_window(groups: dict[str, Any]) -> Iterator[dict[str, float]]:
-    """Measure CPU seconds per group of process trees over the with-block; filled in at exit."""
+def cpu_window(groups: dict[str, Any], alone: tuple[str, ...] = ()) -> Iterator[dict[str, float]]:
+    """Measure CPU seconds per group of process trees over the with-block; filled in at exit.
+    Groups named in `alone` (and postgres, whose children are every backend) count their
+    own processes without children."""
     meters = {
-        name: CpuMeter(pids if callable(pids) else _fixed(pids), include_children=name != "postgres")
+        name: CpuMeter(pids if callable(pids) else _fixed(pids), include_children=name not in ("postgres", *alone))
         for name, pids in groups.items()
     }
     result: dict[str, float] = {}

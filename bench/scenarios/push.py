@@ -6,9 +6,11 @@
    per second, answer time p50/p99 at the client, CPU seconds of the listener, Postgres and
    Redis per notification.
 2. Latency: N operators subscribed through the real path (first sync, sweep, Subscribe on
-   the simulator), polling set to a day; edits at a fixed rate spread over random operators;
-   a watcher reads Postgres every 50 ms. Latency = edit answered by the simulator -> row
-   readable in Postgres.
+   the simulator), polling set to a day, then VACUUM ANALYZE (autovacuum's part, off on this
+   machine); edits at a fixed rate spread over random operators; a watcher reads, every 50 ms,
+   the appointments edited and not yet seen (by key). Latency = edit answered by the
+   simulator -> row readable in Postgres. The CPU of each part (workers, listener, simulator,
+   Postgres, Redis, this process) over the window is reported beside it.
 3. Idle CPU: the same fleet with nothing changing, on a clock where one StatusFrequency minute
    lasts one second (simulator and calsync alike). Push: StatusFrequency 30 (a keep-alive per
    mailbox every 30 "minutes") and push_safety_poll_minutes 60; polling alone: every 5
@@ -227,7 +229,20 @@ def latency_and_idle(quick: bool, graph_share: float = 0.0) -> dict[str, Any]:
                              1800, "every operator subscribed", 1.0)  # fmt: skip
                 out["subscribe_s"] = round(t, 1)
                 common.say(f"push: {n} subscribed in {t:.0f}s")
-                out.update(_changes(conn, client, n, rate, window, groups, by_mode))
+                # What autovacuum does in a deployment after a bulk load: this machine's Postgres runs
+                # with autovacuum off (conf.d/90-ci.conf), which would leave the planner with the
+                # statistics of an empty mirror and sync_state with four dead rows per live one.
+                conn.execute("VACUUM (ANALYZE)")
+                # Where the two cores go while changes flow: the simulator (Exchange's share, elsewhere
+                # in a deployment) and this process's edit generator and observer are not calsync's.
+                cpu_groups = {
+                    "workers": f.pids, "listener": [listener.pid], "simulator": [sim.pid] if sim.pid else [],
+                    "postgres": common.postgres_backends, "redis": common.redis_pids(), "bench": [os.getpid()],
+                }  # fmt: skip
+                with common.cpu_window(cpu_groups, alone=("bench",)) as cpu:  # the fleet is bench's child
+                    out.update(_changes(conn, client, n, rate, window, groups, by_mode))
+                out["cpu_cores"] = {k: _r(v / cpu["wall"], 2) for k, v in cpu.items() if k != "wall"}
+                common.say(f"push: cores in use while changes flow: {out['cpu_cores']}")
                 if by_mode:
                     out["graph_share"], out["by_mode"] = graph_share, by_mode
                     common.say(f"push latency by mode: {by_mode}")
@@ -269,13 +284,12 @@ def _changes(
     groups: dict[str, set[str]] | None = None, by_group: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     rng = random.Random(4)
-    items = {
-        r["email"]: r["item_id"].removeprefix(GRAPH_ID_PREFIX)  # the simulator's own id (Graph's carry a prefix)
-        for r in conn.execute(
-            "SELECT o.email, min(a.item_id) AS item_id FROM appointments a JOIN operators o ON o.id = a.operator_id "
-            "WHERE a.kind = 'single' AND NOT a.details_withheld GROUP BY o.email"
-        ).fetchall()
-    }
+    rows = conn.execute(
+        "SELECT o.email, o.id, min(a.item_id) AS item_id FROM appointments a JOIN operators o ON o.id = a.operator_id "
+        "WHERE a.kind = 'single' AND NOT a.details_withheld GROUP BY o.email, o.id"
+    ).fetchall()
+    items = {r["email"]: r["item_id"].removeprefix(GRAPH_ID_PREFIX) for r in rows}  # the simulator's own id
+    keys = {r["email"]: (r["id"], r["item_id"]) for r in rows}  # the mirror's key of the edited appointment
     emails = sorted(items)
     total = int(rate * window)
     # Each appointment is edited again only after every other one was (no overwritten edit
@@ -315,16 +329,26 @@ def _changes(
     by_item: dict[str, list[int]] = {}
     for j, email in enumerate(order):
         by_item.setdefault(email, []).append(j)
+    # The observer reads only the appointments with an edit made and not yet seen, by their
+    # key (an index lookup each): a scan of the whole mirror 20 times a second cost Postgres
+    # a quarter of a core at 10,000 operators, taken from the system it measures.
+    by_key = {keys[e]: e for e in by_item}
     deadline = time.monotonic() + window + 60
     while time.monotonic() < deadline and (not done.is_set() or len(seen) < len(made)):
-        rows = conn.execute(
-            "SELECT a.subject, o.email FROM appointments a JOIN operators o ON o.id = a.operator_id "
-            "WHERE a.subject LIKE 'bench-push-%%'"
-        ).fetchall()
+        waiting = sorted({keys[order[j]] for j in list(made) if j not in seen})
+        rows = (
+            conn.execute(
+                "SELECT a.operator_id, a.item_id, a.subject FROM unnest(%s::bigint[], %s::text[]) AS w(op, item) "
+                "JOIN appointments a ON a.operator_id = w.op AND a.item_id = w.item WHERE a.subject LIKE 'bench-push-%%'",
+                ([k[0] for k in waiting], [k[1] for k in waiting]),
+            ).fetchall()
+            if waiting
+            else []
+        )
         now = time.time()
         for r in rows:
             latest = int(r["subject"].rsplit("-", 1)[1])
-            for j in by_item.get(r["email"], []):
+            for j in by_item.get(by_key[(r["operator_id"], r["item_id"])], []):
                 if j <= latest and j in made:
                     seen.setdefault(j, now)
         time.sleep(0.05)
