@@ -11,12 +11,16 @@
    the appointments edited and not yet seen (by key). Latency = edit answered by the
    simulator -> row readable in Postgres. The CPU of each part (workers, listener, simulator,
    Postgres, Redis, this process) over the window is reported beside it.
-3. Idle CPU: the same fleet with nothing changing, on a clock where one StatusFrequency minute
-   lasts one second (simulator and calsync alike). Push: StatusFrequency 30 (a keep-alive per
+3. Idle CPU: fleets with nothing changing, on a clock where one StatusFrequency minute lasts
+   one second (simulator and calsync alike). Push: StatusFrequency 30 (a keep-alive per
    mailbox every 30 "minutes") and push_safety_poll_minutes 60; polling alone: every 5
    "minutes". CPU seconds of every calsync process (workers, beat, listener) plus Postgres
-   and Redis, not the simulator (it stands for Exchange). Every cost is per mailbox, so the
-   ratio holds for 100,000 mailboxes; the absolute figure is scaled to them.
+   and Redis, not the simulator (it stands for Exchange). Two fleet sizes: 1,500 mailboxes
+   make the event rates of 100,000 on Exchange's clock (the ratio there includes the fleet's
+   fixed costs), and the difference from 500 gives the CPU per added mailbox (the marginal
+   ratio). Events that arrive tens a second cost more each than the same events in a burst
+   (every one wakes the listener and a Postgres backend on its own), so neither is taken
+   from the listener's throughput figures.
 
 `--graph-share F` (issue 17) reads a share F of the latency fleet's operators through Graph
 (the simulator's Graph front-end, change notifications on the same listener) and reports
@@ -252,7 +256,40 @@ def latency_and_idle(quick: bool, graph_share: float = 0.0) -> dict[str, Any]:
         finally:
             celery_procs.stop(listener)
     # Idle: the same fleet size, scaled clock (a minute is a second), push vs polling alone.
-    out["idle"] = idle_cpu(n if quick else 500, idle_window)
+    out["idle"] = idle(quick, idle_window)
+    return out
+
+
+# On the scaled clock (a minute lasts a second) 1,500 mailboxes make the event rates of 100,000
+# on Exchange's clock: 50 keep-alives, 25 safety polls or 300 polls a second (100,000: 55.6,
+# 27.8 and 333). The smaller fleet gives the slope: CPU per added mailbox, without the fleet's
+# fixed costs (beat, idle workers).
+IDLE_SIZES = (500, 1500)
+
+
+def idle(quick: bool, window: float) -> dict[str, Any]:
+    """Idle CPU at two fleet sizes: the ratio at 100,000 mailboxes' event rates (fixed costs
+    included) and the marginal ratio (CPU per added mailbox, push over polling)."""
+    small_n, large_n = (100, 300) if quick else IDLE_SIZES
+    small, large = idle_cpu(small_n, window), idle_cpu(large_n, window)
+    out: dict[str, Any] = {"sizes": [small_n, large_n], small_n: small, large_n: large}
+    per_mailbox = {
+        mode: {
+            part: _r(1000 * (large[mode]["cpu_by"][part] - small[mode]["cpu_by"][part]) / (large_n - small_n), 3)
+            for part in ("calsync", "postgres", "redis")
+        }
+        for mode in ("push", "polling")
+    }
+    push_ms = (large["push"]["cpu_s"] - small["push"]["cpu_s"]) / (large_n - small_n)
+    poll_ms = (large["polling"]["cpu_s"] - small["polling"]["cpu_s"]) / (large_n - small_n)
+    out["ms_per_mailbox_window"] = {
+        "push": _r(1000 * push_ms, 3),
+        "polling": _r(1000 * poll_ms, 3),
+        "by_part": per_mailbox,
+    }
+    out["marginal_ratio"] = _r(push_ms / poll_ms, 3) if poll_ms > 0 else None
+    out["ratio_at_largest"] = _r(large["push"]["cpu_s"] / large["polling"]["cpu_s"], 3)
+    common.say(f"  idle: marginal ratio {out['marginal_ratio']}, at {large_n} mailboxes {out['ratio_at_largest']}")
     return out
 
 

@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 from calsync import metrics
 from calsync.listener import graph
 from calsync.listener.group import GroupCommit
+from calsync.listener.http import MAX_BODY, read_body, reject
 from calsync.listener.kick import Kicker
 from calsync.push.callback import graph_kind, secret_hash, secret_of
 from calsync.source.ews.notification import OK_ANSWER, UNSUBSCRIBE_ANSWER, BadNotification, parse
@@ -43,8 +44,6 @@ from calsync.store import push
 
 log = logging.getLogger(__name__)
 
-# A SendNotification pages its events (MoreEvents); Exchange's pages are tens of kilobytes.
-MAX_BODY = 1024 * 1024
 XML = "text/xml; charset=utf-8"
 POOL_KEY: web.AppKey[AsyncConnectionPool[Any]] = web.AppKey("pool", AsyncConnectionPool)
 KICK_KEY: web.AppKey[Kicker] = web.AppKey("kicker", Kicker)
@@ -55,34 +54,25 @@ def _answer(payload: bytes) -> web.Response:
     return web.Response(body=payload, headers={"Content-Type": XML})
 
 
-def _reject(status: int, reason: str, text: str) -> web.Response:
-    metrics.PUSH_REJECTED.labels(reason).inc()
-    metrics.PUSH_NOTIFICATIONS.labels("rejected").inc()
-    return web.Response(status=status, text=text + "\n")
-
-
 async def notification(request: web.Request) -> web.Response:
     kind = graph_kind(request.path)
     if kind is not None and graph.is_graph_request(request):
         return await graph.handle(request, kind, request.app[POOL_KEY], request.app[KICK_KEY])
     secret = secret_of(request.path)
     if secret is None:
-        return _reject(403, "no_secret", "forbidden: the URL carries no subscription secret")
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return _reject(413, "too_large", f"request body over {MAX_BODY} bytes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _reject(413, "too_large", f"request body over {MAX_BODY} bytes")
+        return reject(403, "no_secret", "forbidden: the URL carries no subscription secret")
+    body = await read_body(request)
+    if isinstance(body, web.Response):
+        return body
     try:
         note = parse(body)
     except BadNotification as exc:
-        return _reject(400, "invalid_body", f"not a SendNotification: {exc}")
+        return reject(400, "invalid_body", f"not a SendNotification: {exc}")
     heard = await request.app[GROUP_KEY].hear(
         push.Notice(secret_hash(secret), note.subscription_id, note.watermark, note.changes)
     )
     if heard.verdict is push.Verdict.FORGED:
-        return _reject(403, "unknown_secret", "forbidden: no subscription has this URL")
+        return reject(403, "unknown_secret", "forbidden: no subscription has this URL")
     if heard.verdict is push.Verdict.UNSUBSCRIBE:
         metrics.PUSH_NOTIFICATIONS.labels("unsubscribed").inc()
         metrics.PUSH_UNSUBSCRIBES.labels(heard.reason.split(" ")[-1]).inc()

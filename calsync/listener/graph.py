@@ -28,13 +28,13 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from calsync import metrics
+from calsync.listener.http import read_body, reject
 from calsync.listener.kick import Kicker
 from calsync.push.callback import GRAPH_CHANGE, secret_hash, secret_of
 from calsync.store import push
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024  # 100 notifications are tens of kilobytes
 MAX_ITEMS = 1000
 MAX_TOKEN = 4096
 JSON = "application/json"
@@ -43,12 +43,6 @@ JSON = "application/json"
 def is_graph_request(request: web.Request) -> bool:
     """A Graph POST: a validation request, or a JSON body (EWS posts text/xml)."""
     return "validationToken" in request.query or request.content_type == JSON
-
-
-def _reject(status: int, reason: str, text: str) -> web.Response:
-    metrics.PUSH_REJECTED.labels(reason).inc()
-    metrics.PUSH_NOTIFICATIONS.labels("rejected").inc()
-    return web.Response(status=status, text=text + "\n")
 
 
 def _accepted() -> web.Response:
@@ -91,34 +85,31 @@ def parse(body: bytes, kind: str) -> tuple[str, str, list[dict[str, Any]]]:
 async def handle(request: web.Request, kind: str, pool: AsyncConnectionPool[Any], kicker: Kicker) -> web.Response:
     secret = secret_of(request.path)
     if secret is None:
-        return _reject(403, "no_secret", "forbidden: the URL carries no subscription secret")
+        return reject(403, "no_secret", "forbidden: the URL carries no subscription secret")
     h = secret_hash(secret)
     token = request.query.get("validationToken")
     if token is not None:
         if not token or len(token) > MAX_TOKEN:
-            return _reject(400, "invalid_body", "bad validationToken")
+            return reject(400, "invalid_body", "bad validationToken")
         async with pool.connection() as conn:
             allowed = await push.graph_validation_allowed(conn, h)
         if not allowed:
-            return _reject(403, "unknown_secret", "forbidden: no subscription is being validated at this URL")
+            return reject(403, "unknown_secret", "forbidden: no subscription is being validated at this URL")
         metrics.PUSH_NOTIFICATIONS.labels("validation").inc()
         return web.Response(text=token, content_type="text/plain")
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return _reject(413, "too_large", f"request body over {MAX_BODY} bytes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _reject(413, "too_large", f"request body over {MAX_BODY} bytes")
+    body = await read_body(request)
+    if isinstance(body, web.Response):
+        return body
     try:
         sub_id, client_state, items = parse(body, kind)
     except BadGraphBody as exc:
-        return _reject(400, "invalid_body", f"not a Graph notification collection: {exc}")
+        return reject(400, "invalid_body", f"not a Graph notification collection: {exc}")
     cs = secret_hash(client_state)
     if kind == GRAPH_CHANGE:
         async with pool.connection() as conn:
             heard = await push.hear_graph(conn, h, sub_id, cs, len(items))
         if heard.verdict is push.Verdict.FORGED:
-            return _reject(403, "forged", f"forbidden: {heard.reason}")
+            return reject(403, "forged", f"forbidden: {heard.reason}")
         if heard.verdict is push.Verdict.UNSUBSCRIBE:
             metrics.PUSH_NOTIFICATIONS.labels("unsubscribed").inc()
             metrics.PUSH_UNSUBSCRIBES.labels(heard.reason.split(" ")[-1]).inc()
@@ -134,7 +125,7 @@ async def handle(request: web.Request, kind: str, pool: AsyncConnectionPool[Any]
             event = str(item["lifecycleEvent"])
             heard = await push.graph_lifecycle(conn, h, sub_id, cs, event)
             if heard.verdict is push.Verdict.FORGED:
-                return _reject(403, "forged", f"forbidden: {heard.reason}")
+                return reject(403, "forged", f"forbidden: {heard.reason}")
             metrics.GRAPH_LIFECYCLE.labels(event if event in tuple(push.Lifecycle) else "other").inc()
             log.info("Graph lifecycle %s for subscription %s: %s", event, sub_id[:16], heard.reason or heard.verdict)
             if heard.verdict is push.Verdict.OK and heard.operator_id is not None:

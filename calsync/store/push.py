@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 
 class Verdict(enum.StrEnum):
@@ -215,25 +216,35 @@ def begin(
     conn: psycopg.Connection[Any], operator_id: int, email: str, base_url: str, frequency: int, secret_hash: bytes
 ) -> int | None:
     """Insert the row of a subscription about to be made; None if one is already being made."""
-    conn.execute("INSERT INTO push_status (operator_id) VALUES (%s) ON CONFLICT DO NOTHING", (operator_id,))
+    return _begin(
+        conn,
+        operator_id=operator_id,
+        secret_hash=secret_hash,
+        base_url=base_url,
+        email=email,
+        status_frequency_minutes=frequency,
+    )
+
+
+def _begin(conn: psycopg.Connection[Any], **row: Any) -> int | None:
+    """The row of an EWS or Graph subscription about to be made, at most one per operator."""
+    conn.execute("INSERT INTO push_status (operator_id) VALUES (%s) ON CONFLICT DO NOTHING", (row["operator_id"],))
     # A row left 'subscribing' by a worker that died mid-call is given up after a while.
     conn.execute(
         """
         UPDATE push_subscriptions SET state = 'failed', ended_at = now(), end_reason = 'abandoned'
          WHERE operator_id = %s AND state = 'subscribing' AND created_at < now() - interval '5 minutes'
         """,
-        (operator_id,),
+        (row["operator_id"],),
     )
-    row = conn.execute(
-        """
-        INSERT INTO push_subscriptions (operator_id, secret_hash, base_url, email, status_frequency_minutes)
-        VALUES (%s, %s, %s, %s, %s)
-        ON CONFLICT (operator_id) WHERE state = 'subscribing' DO NOTHING
-        RETURNING id
-        """,
-        (operator_id, secret_hash, base_url, email, frequency),
+    inserted = conn.execute(
+        sql.SQL(
+            "INSERT INTO push_subscriptions ({}) VALUES ({}) "
+            "ON CONFLICT (operator_id) WHERE state = 'subscribing' DO NOTHING RETURNING id"
+        ).format(sql.SQL(", ").join(map(sql.Identifier, row)), sql.SQL(", ").join(sql.Placeholder() * len(row))),
+        list(row.values()),
     ).fetchone()
-    return int(row["id"]) if row else None
+    return int(inserted["id"]) if inserted else None
 
 
 def _replace_active(conn: psycopg.Connection[Any], row_id: int) -> int | None:
@@ -589,24 +600,15 @@ def begin_graph(
 ) -> int | None:
     """The row of a Graph subscription about to be made (the listener answers its validation
     requests from here on); None if one is already being made."""
-    conn.execute("INSERT INTO push_status (operator_id) VALUES (%s) ON CONFLICT DO NOTHING", (operator_id,))
-    conn.execute(
-        """
-        UPDATE push_subscriptions SET state = 'failed', ended_at = now(), end_reason = 'abandoned'
-         WHERE operator_id = %s AND state = 'subscribing' AND created_at < now() - interval '5 minutes'
-        """,
-        (operator_id,),
+    return _begin(
+        conn,
+        operator_id=operator_id,
+        mode="graph",
+        secret_hash=secret_hash,
+        client_state_hash=client_state_hash,
+        base_url=base_url,
+        email=email,
     )
-    row = conn.execute(
-        """
-        INSERT INTO push_subscriptions (operator_id, mode, secret_hash, client_state_hash, base_url, email)
-        VALUES (%s, 'graph', %s, %s, %s, %s)
-        ON CONFLICT (operator_id) WHERE state = 'subscribing' DO NOTHING
-        RETURNING id
-        """,
-        (operator_id, secret_hash, client_state_hash, base_url, email),
-    ).fetchone()
-    return int(row["id"]) if row else None
 
 
 def activate_graph(
