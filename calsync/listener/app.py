@@ -48,6 +48,7 @@ XML = "text/xml; charset=utf-8"
 POOL_KEY: web.AppKey[AsyncConnectionPool[Any]] = web.AppKey("pool", AsyncConnectionPool)
 KICK_KEY: web.AppKey[Kicker] = web.AppKey("kicker", Kicker)
 GROUP_KEY: web.AppKey[GroupCommit] = web.AppKey("group", GroupCommit)
+KEEPALIVE_KEY: web.AppKey[GroupCommit] = web.AppKey("keepalives", GroupCommit)
 
 
 def _answer(payload: bytes) -> web.Response:
@@ -68,9 +69,8 @@ async def notification(request: web.Request) -> web.Response:
         note = parse(body)
     except BadNotification as exc:
         return reject(400, "invalid_body", f"not a SendNotification: {exc}")
-    heard = await request.app[GROUP_KEY].hear(
-        push.Notice(secret_hash(secret), note.subscription_id, note.watermark, note.changes)
-    )
+    group = request.app[GROUP_KEY] if note.changes else request.app[KEEPALIVE_KEY]
+    heard = await group.hear(push.Notice(secret_hash(secret), note.subscription_id, note.watermark, note.changes))
     if heard.verdict is push.Verdict.FORGED:
         return reject(403, "unknown_secret", "forbidden: no subscription has this URL")
     if heard.verdict is push.Verdict.UNSUBSCRIBE:
@@ -99,13 +99,23 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
+async def _relaxed_commit(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The session of keep-alives (StatusEvents) only: Postgres acknowledges a commit before its
+    WAL reaches the disk. Alone, a keep-alive arrives 55 times a second at 100,000 mailboxes,
+    and a durable commit each was about a quarter of its Postgres CPU (0.76 -> 0.57 ms). A
+    Postgres crash can lose the last moments of keep-alive records, which only makes those
+    subscriptions look a little older; a change notification, whose record is the durable
+    trace of a pending sync, commits on the other pool as before."""
+    await conn.execute("SET synchronous_commit = off")
+
+
 def build_app(
     database_url: str, redis_url: str, broker_url: str, pool_size: int = 10, sentinel_master: str = "mymaster"
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
 
-    async def lifecycle(app: web.Application) -> Any:
-        pool = AsyncConnectionPool(
+    def new_pool(name: str, configure: Any = None) -> AsyncConnectionPool[Any]:
+        return AsyncConnectionPool(
             database_url,
             min_size=1,
             max_size=pool_size,
@@ -113,15 +123,23 @@ def build_app(
             # No check per checkout (it would double the round trips of every notification);
             # a connection broken by a Postgres restart fails its statement, the pool replaces
             # it, and Exchange retries the notification that got no answer.
+            configure=configure,
             open=False,
-            name="calsync-listener",
+            name=name,
         )
+
+    async def lifecycle(app: web.Application) -> Any:
+        pool = new_pool("calsync-listener")
+        keepalives = new_pool("calsync-listener-keepalives", _relaxed_commit)
         await pool.open()
+        await keepalives.open()
         app[POOL_KEY] = pool
         app[GROUP_KEY] = GroupCommit(pool)
+        app[KEEPALIVE_KEY] = GroupCommit(keepalives)
         app[KICK_KEY] = Kicker(redis_url, broker_url, sentinel_master)
         yield
         await app[KICK_KEY].close()
+        await keepalives.close()
         await pool.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -396,7 +396,33 @@ def needing_subscription(
     Out of date: made for another mailbox address, another notification_url or another
     StatusFrequency. An operator whose last Subscribe failed waits for its back-off.
     """
-    rows = conn.execute(
+    return _hold_wanted(
+        conn,
+        "ews",
+        default_source,
+        "lower(a.email) <> lower(o.email) OR a.base_url <> %(url)s OR a.mode <> 'push'"
+        " OR a.status_frequency_minutes <> %(freq)s",
+        {"url": base_url, "freq": frequency, "limit": limit, "hold": hold_seconds},
+    )
+
+
+def _of_source(source: str, default_source: str) -> sql.Composable:
+    """`COALESCE(o.source, default) = source`, written so that the planner estimates it from
+    the column's statistics: it guesses an expression over COALESCE at 0.5% of the rows, and
+    the sweep's read of every operator then ran as nested loops (61 ms against 13.5 ms a pass
+    at 10,000 operators)."""
+    if source == default_source:
+        return sql.SQL("(o.source = {s} OR o.source IS NULL)").format(s=sql.Literal(source))
+    return sql.SQL("o.source = {s}").format(s=sql.Literal(source))
+
+
+def _hold_wanted(
+    conn: psycopg.Connection[Any], source: str, default_source: str, out_of_date: str, params: dict[str, Any]
+) -> list[int]:
+    """Enabled operators read through `source`, past their first sync, whose active subscription
+    is missing or `out_of_date` (a condition over `a`, the subscription, and `o`), not being
+    subscribed nor waiting for a back-off; each held until params["hold"] seconds from now."""
+    query = sql.SQL(
         """
         WITH wanted AS (
             SELECT o.id
@@ -405,13 +431,11 @@ def needing_subscription(
               LEFT JOIN push_status ps ON ps.operator_id = o.id
               LEFT JOIN push_subscriptions a ON a.operator_id = o.id AND a.state = 'active'
              WHERE o.calendar_sync AND s.last_success_at IS NOT NULL
-               -- EWS push only: a Graph operator is polled (Graph change notifications come later).
-               AND COALESCE(o.source, %(source)s) = 'ews'
+               AND {of_source}
                AND (ps.next_subscribe_at IS NULL OR ps.next_subscribe_at <= now())
                AND NOT EXISTS (SELECT 1 FROM push_subscriptions b WHERE b.operator_id = o.id
                                   AND b.state = 'subscribing' AND b.created_at > now() - interval '5 minutes')
-               AND (a.id IS NULL OR lower(a.email) <> lower(o.email) OR a.base_url <> %(url)s
-                    OR a.mode <> 'push' OR a.status_frequency_minutes <> %(freq)s)
+               AND (a.id IS NULL OR {out_of_date})
              ORDER BY o.id
              LIMIT %(limit)s
         )
@@ -419,10 +443,9 @@ def needing_subscription(
         SELECT id, now() + make_interval(secs => %(hold)s) FROM wanted
         ON CONFLICT (operator_id) DO UPDATE SET next_subscribe_at = EXCLUDED.next_subscribe_at
         RETURNING operator_id
-        """,
-        {"url": base_url, "freq": frequency, "limit": limit, "hold": hold_seconds, "source": default_source},
-    ).fetchall()
-    return sorted(int(r["operator_id"]) for r in rows)
+        """
+    ).format(of_source=_of_source(source, default_source), out_of_date=sql.SQL(out_of_date))
+    return sorted(int(r["operator_id"]) for r in conn.execute(query, params).fetchall())
 
 
 def dead_too_long(conn: psycopg.Connection[Any], minutes: float, minute_seconds: float) -> list[dict[str, Any]]:
@@ -648,31 +671,13 @@ def needing_graph_subscription(
 ) -> list[int]:
     """Enabled Graph operators past their first sync without an up-to-date Graph subscription
     (none, or made for another address or notification_url), each held for `hold_seconds`."""
-    rows = conn.execute(
-        """
-        WITH wanted AS (
-            SELECT o.id
-              FROM operators o
-              JOIN sync_state s ON s.operator_id = o.id
-              LEFT JOIN push_status ps ON ps.operator_id = o.id
-              LEFT JOIN push_subscriptions a ON a.operator_id = o.id AND a.state = 'active'
-             WHERE o.calendar_sync AND s.last_success_at IS NOT NULL
-               AND COALESCE(o.source, %(source)s) = 'graph'
-               AND (ps.next_subscribe_at IS NULL OR ps.next_subscribe_at <= now())
-               AND NOT EXISTS (SELECT 1 FROM push_subscriptions b WHERE b.operator_id = o.id
-                                  AND b.state = 'subscribing' AND b.created_at > now() - interval '5 minutes')
-               AND (a.id IS NULL OR a.mode <> 'graph' OR lower(a.email) <> lower(o.email) OR a.base_url <> %(url)s)
-             ORDER BY o.id
-             LIMIT %(limit)s
-        )
-        INSERT INTO push_status (operator_id, next_subscribe_at)
-        SELECT id, now() + make_interval(secs => %(hold)s) FROM wanted
-        ON CONFLICT (operator_id) DO UPDATE SET next_subscribe_at = EXCLUDED.next_subscribe_at
-        RETURNING operator_id
-        """,
-        {"url": base_url, "limit": limit, "hold": hold_seconds, "source": default_source},
-    ).fetchall()
-    return sorted(int(r["operator_id"]) for r in rows)
+    return _hold_wanted(
+        conn,
+        "graph",
+        default_source,
+        "a.mode <> 'graph' OR lower(a.email) <> lower(o.email) OR a.base_url <> %(url)s",
+        {"url": base_url, "limit": limit, "hold": hold_seconds},
+    )
 
 
 @dataclass(frozen=True, slots=True)
