@@ -85,6 +85,10 @@ class EnvConfig(BaseSettings):
     # it (and the simulator's --push-minute-seconds) to a second or less.
     push_sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
     push_minute_seconds: float = Field(default=60.0, gt=0, le=60)
+    # How long the listener holds a lone keep-alive for others to share one Postgres statement
+    # with (calsync.listener.group); 0 records each at once. Exchange waits for the answer,
+    # nobody else does.
+    listener_keepalive_linger_ms: float = Field(default=200.0, ge=0, le=5000)
     # The dispatcher claims less while the sync queue is deeper than the fleet drains
     # (calsync.backpressure); off only to measure what it prevents (bench/scenarios/backpressure.py).
     backpressure: bool = True

@@ -1,7 +1,7 @@
 """Push notifications (issue 15): change-to-mirror latency, listener throughput, idle CPU against polling.
 
 1. Listener: one `calsync listener serve` process (one core: one event loop) is fed valid
-   SendNotifications over HTTP by a load generator in this process (64 connections at once),
+   SendNotifications over HTTP by two load generator processes (16 requests at a time),
    first keep-alives (StatusEvent) then changes (coalesced per operator). Measured: answers
    per second, answer time p50/p99 at the client, CPU seconds of the listener, Postgres and
    Redis per notification.

@@ -24,4 +24,12 @@ def serve(host: str, port: int) -> None:
 
     cfg = env()
     click.echo(f"calsync listener on http://{host}:{port}/ (POST <notification_url path>/<secret>, GET /healthz)")
-    run(host, port, cfg.database_url, cfg.lock_url, cfg.broker, cfg.redis_sentinel_master)
+    run(
+        host,
+        port,
+        cfg.database_url,
+        cfg.lock_url,
+        cfg.broker,
+        cfg.redis_sentinel_master,
+        keepalive_linger=cfg.listener_keepalive_linger_ms / 1000,
+    )

@@ -13,7 +13,8 @@ Per notification, in this order:
    (size-capped) are required, else 403/400/413 and nothing is recorded;
 2. one statement checks the subscription (secret, id, state, operator enabled) and
    records its watermark and last-heard time (calsync.store.push.hear_many, shared with the
-   notifications that arrived meanwhile; the answer waits for its commit);
+   notifications that arrived meanwhile; the answer waits for its commit). A keep-alive
+   waits up to CALSYNC_LISTENER_KEEPALIVE_LINGER_MS for others to share it with;
 3. a change (anything but a StatusEvent) is coalesced into at most one pending sync of
    the operator (calsync.listener.kick);
 4. the answer is OK, or Unsubscribe for a superseded, ended or unknown subscription or a
@@ -110,7 +111,12 @@ async def _relaxed_commit(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 def build_app(
-    database_url: str, redis_url: str, broker_url: str, pool_size: int = 10, sentinel_master: str = "mymaster"
+    database_url: str,
+    redis_url: str,
+    broker_url: str,
+    pool_size: int = 10,
+    sentinel_master: str = "mymaster",
+    keepalive_linger: float = 0.0,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
 
@@ -135,9 +141,10 @@ def build_app(
         await keepalives.open()
         app[POOL_KEY] = pool
         app[GROUP_KEY] = GroupCommit(pool)
-        app[KEEPALIVE_KEY] = GroupCommit(keepalives)
+        app[KEEPALIVE_KEY] = GroupCommit(keepalives, linger=keepalive_linger)
         app[KICK_KEY] = Kicker(redis_url, broker_url, sentinel_master)
         yield
+        app[KEEPALIVE_KEY].close()
         await app[KICK_KEY].close()
         await keepalives.close()
         await pool.close()
@@ -149,14 +156,22 @@ def build_app(
 
 
 def serve(
-    host: str, port: int, database_url: str, redis_url: str, broker_url: str, sentinel_master: str = "mymaster"
+    host: str,
+    port: int,
+    database_url: str,
+    redis_url: str,
+    broker_url: str,
+    sentinel_master: str = "mymaster",
+    keepalive_linger: float = 0.0,
 ) -> None:
     try:
         psycopg.conninfo.conninfo_to_dict(database_url)
     except psycopg.ProgrammingError as exc:
         raise SystemExit(f"CALSYNC_DATABASE_URL is not a valid Postgres URL: {exc}") from exc
     web.run_app(
-        build_app(database_url, redis_url, broker_url, sentinel_master=sentinel_master),
+        build_app(
+            database_url, redis_url, broker_url, sentinel_master=sentinel_master, keepalive_linger=keepalive_linger
+        ),
         host=host,
         port=port,
         access_log=None,
