@@ -29,6 +29,7 @@ from tests.distributed.test_flushdb import all_settled_after, db_now, progress, 
 TICK = 2.0
 
 
+@pytest.mark.slow  # ~55 s here; the soak smoke in `make test` fails over twice mid-run and checks every mirror
 def test_sentinel_failover_mid_run_syncing_goes_on_and_the_mirror_converges(
     db: Any, stack_factory: Callable[..., tuple[Stack, SimulatorProcess]], set_settings: Callable[..., None]
 ) -> None:

@@ -25,6 +25,7 @@ def sync_calls(sim: SimulatorProcess, email: str) -> int:
     return int(per.get("SyncFolderItems", 0)) if isinstance(per, dict) else 0
 
 
+@pytest.mark.slow  # scale (~27 s here); the soak smoke and the fleet tests in `make test` check mirrors across two workers
 def test_two_hundred_operators_two_workers_every_mirror_exact(
     db: Any, stack_factory: Callable[..., tuple[Stack, SimulatorProcess]], set_settings: Callable[..., None]
 ) -> None:
