@@ -49,7 +49,7 @@ lint: $(STAMP) ## ruff, mypy and the import contracts (import-linter)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP) ## all benchmarks (under ten minutes); results in bench/results/
+bench: $(STAMP) ## all benchmarks (20 minutes or more on 2 cores: the push scenario alone takes 11 on a fast one); results in bench/results/
 	$(BIN)/python -m bench.run
 
 bench-quick: $(STAMP) ## the benchmarks at small sizes (under a minute)

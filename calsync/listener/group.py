@@ -2,7 +2,7 @@
 
 Per notification the listener's work is one parse, one Postgres statement and, for a
 change, a Redis round trip; the statement's round trip and psycopg's per-statement cost
-were most of its CPU. Here a notification waits for no timer: the first one goes to
+were most of its CPU. Here a change notification waits for no timer: the first one goes to
 Postgres at once, and those that arrive while its statement is in flight are recorded
 together by the next (calsync.store.push.hear_many, one statement, one round trip). Every
 answer still comes from the database, after the statement that recorded the notification

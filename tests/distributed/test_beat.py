@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from calsync.simulator import SimulatorProcess
 from tests.distributed.stack import Stack, beat_sends, wait_for
 
@@ -14,6 +16,7 @@ TICK = 2.0
 LOCK_TIMEOUT = 8
 
 
+@pytest.mark.slow  # ~30 s here; the soak smoke in `make test` kills the leader of its two beats mid-run
 def test_one_leader_dispatches_and_the_standby_takes_over_after_kill_dash_nine(
     db: Any, stack_factory: Callable[..., tuple[Stack, SimulatorProcess]]
 ) -> None:
