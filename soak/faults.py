@@ -86,7 +86,14 @@ def mailbox_outage(world: World) -> str:
         while time.monotonic() - started < limit and world.status_of(mailbox) != "failed":
             time.sleep(2)
         failed = world.status_of(mailbox) == "failed"
-        time.sleep(5)
+        # Healed only after its failure email went out: calsync sends none for an episode that
+        # recovered first (nothing to recover from in anyone's inbox), and a notify task held up
+        # by the other faults (a killed worker, a Postgres restart) once let the mailbox heal
+        # a few seconds after it was marked failed, with no email owed any more.
+        emailed = time.monotonic() + 90
+        while failed and time.monotonic() < emailed and not world.failure_emailed(mailbox):
+            time.sleep(1)
+        time.sleep(2)
     finally:
         client.delete_fault(int(added["id"]))
     world.outages.append(mailbox)

@@ -225,7 +225,9 @@ def soak(
             report["converged_s"] = None
             report["convergence_error"] = str(exc)
         unsent = (
-            "SELECT count(*) AS n FROM failure_episodes WHERE (failed_at IS NOT NULL AND notified_at IS NULL) "
+            # (an episode that recovered before its failure email owes none: calsync.store.failures)
+            "SELECT count(*) AS n FROM failure_episodes WHERE (failed_at IS NOT NULL AND notified_at IS NULL "
+            "AND recovered_at IS NULL) "
             "OR (recovered_at IS NOT NULL AND notified_at IS NOT NULL AND recovery_notified_at IS NULL)"
         )
         try:

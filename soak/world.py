@@ -185,6 +185,19 @@ class World:
         name, at = max(last.items(), key=lambda kv: kv[1])
         return name if at else None
 
+    def failure_emailed(self, email: str) -> bool:
+        """The operator's open failure episode has had its email (False while Postgres is unreachable)."""
+        try:
+            with psycopg.connect(self.pg_url, connect_timeout=3) as conn:
+                row = conn.execute(
+                    "SELECT e.notified_at IS NOT NULL FROM failure_episodes e JOIN operators o ON o.id = e.operator_id "
+                    "WHERE o.email = %s AND e.recovered_at IS NULL",
+                    (email,),
+                ).fetchone()
+                return bool(row and row[0])
+        except psycopg.Error:
+            return False
+
     def status_of(self, email: str) -> str | None:
         """An operator's status, or None while Postgres is unreachable (a restart fault)."""
         try:
