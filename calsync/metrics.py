@@ -87,9 +87,6 @@ PUSH_NOTIFICATIONS = Counter(
 PUSH_COALESCED = Counter(
     "calsync_push_coalesced", "Change notifications that found a sync of their operator already pending"
 )
-PUSH_KICK_BATCHED = Counter(
-    "calsync_push_kick_batched", "Owed operators claimed by another operator's kick (their syncs shared its chunks)"
-)
 PUSH_UNSUBSCRIBES = Counter("calsync_push_unsubscribes", "Notifications answered Unsubscribe, by reason", ["reason"])
 PUSH_REJECTED = Counter("calsync_push_rejected", "Notifications refused (nothing enqueued), by reason", ["reason"])
 PUSH_DEATHS = Counter("calsync_push_subscription_deaths", "Subscriptions found dead (silent 2 x StatusFrequency)")

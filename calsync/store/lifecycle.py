@@ -706,66 +706,6 @@ def claim_pushed(conn: psycopg.Connection[Any], operator_id: int, lease_seconds:
     return None, _why_not_pushed(conn, operator_id)
 
 
-def claim_pushed_batch(
-    conn: psycopg.Connection[Any], operator_id: int, lease_seconds: float, limit: int
-) -> tuple[list[Claim], str]:
-    """Claim `operator_id` and every other operator that owes a sync and is not in flight, in
-    one statement (at most `limit`, longest waiting first, the kicked operator always among
-    them), so that a kick under load starts one chunk of many operators instead of a task per
-    operator. Returns (claims, "") when the kicked operator was claimed, else (claims, why)
-    with why as `claim_pushed` gives it.
-
-    The others' own kicks then find them no longer owed (their claim set last_poll_at after
-    their notification) and do nothing, or, for a change heard after this claim, wait for this
-    sync and start one more: at most one pending sync per operator, plus one.
-
-    FOR UPDATE SKIP LOCKED: two kicks at once never claim the same operator twice.
-
-    The candidates are read first, from the partial index of pending operators, and the
-    claim then reads them by key: in one statement, the planner's choice followed its
-    statistics, and with statistics older than the fleet (a bulk first sync, autovacuum
-    behind) it scanned every operator's rows in every kick, 5 ms against 0.3 at 10,000
-    operators, a quarter of the Postgres CPU at 100 notifications per second.
-    """
-    candidates = [operator_id] + [
-        int(r["operator_id"])
-        for r in conn.execute(
-            "SELECT operator_id FROM push_status WHERE first_pending_at IS NOT NULL AND operator_id <> %s",
-            (operator_id,),
-        ).fetchall()
-    ]
-    rows = conn.execute(
-        """
-        WITH owed AS (
-            SELECT s.operator_id
-              FROM sync_state s
-              JOIN push_status ps ON ps.operator_id = s.operator_id
-              JOIN operators o ON o.id = s.operator_id
-             WHERE s.operator_id = ANY(%(ids)s)
-               AND o.calendar_sync
-               AND ps.last_event_at > COALESCE(s.last_poll_at, '-infinity')
-               AND (NOT s.in_flight OR s.lease_expires_at IS NULL OR s.lease_expires_at < now())
-             ORDER BY ps.operator_id = %(op)s DESC, COALESCE(ps.first_pending_at, ps.last_event_at)
-             LIMIT %(limit)s
-               FOR UPDATE OF s SKIP LOCKED
-        )
-        UPDATE sync_state s
-           SET in_flight = true, prev_lease_token = NULL, lease_token = nextval('lease_token_seq'),
-               lease_owner = 'push', lease_expires_at = now() + make_interval(secs => %(lease)s),
-               last_poll_at = now(), updated_at = now()
-          FROM owed
-         WHERE s.operator_id = owed.operator_id
-        RETURNING s.operator_id, s.lease_token,
-                  s.stage = 'incremental' AND s.status = 'active' AND s.failing_since IS NULL AS quiet
-        """,
-        {"op": operator_id, "ids": candidates, "lease": lease_seconds, "limit": max(1, limit)},
-    ).fetchall()
-    claims = [Claim(r["operator_id"], r["lease_token"], r["quiet"]) for r in rows]
-    if any(c.operator_id == operator_id for c in claims):
-        return claims, ""
-    return claims, _why_not_pushed(conn, operator_id)
-
-
 def _why_not_pushed(conn: psycopg.Connection[Any], operator_id: int) -> str:
     why = conn.execute(
         """

@@ -2,16 +2,19 @@
 
 The chunk's logic is calsync.runner.chunk (plain Python); this task runs it with this
 process's settings and source and turns its outcome into Celery calls: each operator's
-follow-up, the deferred rest as a new chunk, hand-offs as single batches.
+follow-up, the deferred rest as a new chunk, hand-offs as single batches. A push kick runs
+the same chunk for its own operator in place (`poll_now`), without a task of its own.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from calsync import metrics
 from calsync.celery import app
-from calsync.runner.chunk import run_chunk
+from calsync.runner.backoff import backoff_seconds
+from calsync.runner.chunk import ChunkOutcome, run_chunk
 from calsync.runner.outage import is_outage
 from calsync.runtime import current_settings, source_for
 from calsync.tasks import names, notify
@@ -25,14 +28,42 @@ def poll_chunk(self: CalsyncTask, claims: list[list[int]]) -> dict[str, object]:
     started = time.monotonic()
     pairs = [(int(op), int(token)) for op, token in claims]
     try:
-        settings = current_settings()
-        out = run_chunk(pairs, self.owner, settings, source_for(settings))
+        out = _run(pairs, self.owner)
     except Exception as exc:
         if not is_outage(exc):
             raise
         # Quiet polls settled before the error are no longer in flight and will be left
         # out; the others are polled again under the same tokens.
         self.retry_outage(exc, (claims,), f"poll chunk of {len(pairs)}")
+    return _carry_out(pairs, out, started)
+
+
+def poll_now(owner: str, pairs: Sequence[tuple[int, int]]) -> dict[str, object]:
+    """Poll these claims in the calling task, as a chunk would.
+
+    Why: a change notification's sync used to be a kick task that published a chunk task
+    of one operator; the second task's messaging (publish, deliver, acknowledge, three task
+    events) cost about as much worker CPU as the claim itself. An outage of Postgres hands
+    the claims to a chunk task, which backs off and retries under the same tokens.
+    """
+    started = time.monotonic()
+    try:
+        out = _run(pairs, owner)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        poll_chunk.apply_async(([list(p) for p in pairs],), countdown=backoff_seconds(0, None))
+        return {"operators": len(pairs), "handed_to_chunk": len(pairs)}
+    return _carry_out(pairs, out, started)
+
+
+def _run(pairs: Sequence[tuple[int, int]], owner: str) -> ChunkOutcome:
+    settings = current_settings()
+    return run_chunk(pairs, owner, settings, source_for(settings))
+
+
+def _carry_out(pairs: Sequence[tuple[int, int]], out: ChunkOutcome, started: float) -> dict[str, object]:
+    """What the chunk's outcome leaves to Celery: follow-ups, the deferred rest, hand-offs."""
     owed = False
     for op, step in out.steps:
         metrics.BATCHES.labels(step.outcome).inc()

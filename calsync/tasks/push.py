@@ -1,10 +1,14 @@
 """Push notifications on the workers: the kick a notification starts, subscribing, the sweep.
 
-- `calsync.push_kick` (dispatch queue): an operator with a change notification is claimed
-  at once (calsync.store.lifecycle.claim_pushed_batch), together with every other operator
-  owed a sync that is not in flight, and their syncs are published exactly as the
-  dispatcher publishes them (quiet ones in poll chunks). While a sync of the kicked
-  operator is running, the kick waits for it to end and then starts one more.
+- `calsync.push_kick` (dispatch queue): the operator a change notification names is claimed
+  with the dispatcher's claim (calsync.store.lifecycle.claim_pushed) and, being in sync, is
+  polled in the kick itself (calsync.tasks.poll.poll_now): one task per pushed change. A
+  first sync or a failing operator starts its batch chain as the dispatcher would. While a
+  sync of the operator is running, the kick waits for it to end and then starts one more.
+  Each kick claims its own operator only: claiming every owed operator at once and
+  polling them in chunks (as this did before) put each claimed change behind the others of
+  its chunk, and under a steady 100 changes a second the kicks meeting a backlog made it
+  grow (README, push benchmark).
 - `calsync.push_subscribe` (sync queue: it calls Exchange, inside the fleet-wide throttle):
   one Subscribe, StatusFrequency = notification_frequency_minutes, callback URL =
   notification_url + a fresh secret.
@@ -34,6 +38,7 @@ from calsync.store import lifecycle, push
 from calsync.store.db import transaction
 from calsync.tasks import names
 from calsync.tasks.base import CalsyncTask
+from calsync.tasks.poll import poll_now
 from calsync.throttle import ThrottleBusy
 
 log = logging.getLogger(__name__)
@@ -44,13 +49,6 @@ RESUBSCRIBE_CODES = ("ErrorInvalidWatermark", "ErrorSubscriptionNotFound")
 SUBSCRIBES_PER_SWEEP = 500
 # A notification recorded this long ago whose operator has not been claimed since lost its kick.
 LOST_KICK_SECONDS = 15.0
-# One kick claims every owed operator, up to this many (a backlog drains in a few kicks).
-KICK_BATCH_LIMIT = 1000
-# ... and cuts them into at least this many chunks when there are enough, so that a burst
-# spreads over the fleet's worker threads; under a steady load the kicks that wait in the
-# queue find several owed operators each, and their polls share a task, a lease read and a
-# throttle lane (calsync.runner.chunk) instead of paying for them once per notification.
-KICK_MIN_CHUNKS = 16
 
 
 def kick_retry_countdown(retries: int) -> float:
@@ -61,26 +59,24 @@ def kick_retry_countdown(retries: int) -> float:
 
 @app.task(bind=True, base=CalsyncTask, name=names.PUSH_KICK, max_retries=900, acks_late=True)
 def push_kick(self: CalsyncTask, operator_id: int) -> dict[str, object]:
-    """Start the sync a change notification asked for (at most one pending per operator), and
-    with it the syncs every other operator is owed: one claim and a few chunks, not a task each."""
+    """Sync the operator a change notification names, in this task (at most one pending per operator)."""
     from calsync.tasks.dispatch import enqueue_chains
 
     client = redis_client()
     # Before the claim: a change recorded after this point kicks again.
     client.delete(kick_key(operator_id))
     with transaction() as conn:
-        claims, why = lifecycle.claim_pushed_batch(conn, operator_id, env().lease_seconds, KICK_BATCH_LIMIT)
-    if claims:
-        enqueue_chains(claims, min_chunks=KICK_MIN_CHUNKS)
-        if len(claims) > 1:
-            metrics.PUSH_KICK_BATCHED.inc(len(claims) - 1)
-    if not why:
-        return {"operator_id": operator_id, "claimed": len(claims)}
+        claim, why = lifecycle.claim_pushed(conn, operator_id, env().lease_seconds)
+    if claim is not None and claim.quiet:
+        return {"operator_id": operator_id, "polled": poll_now(self.owner, [(claim.operator_id, claim.token)])}
+    if claim is not None:  # a first sync or a failing operator: the batch chain, as the dispatcher starts it
+        enqueue_chains([claim])
+        return {"operator_id": operator_id, "claimed": 1}
     if why == "in_flight":
         # Coalesce what arrives meanwhile into this task, and start one more sync after the running one.
         client.set(kick_key(operator_id), b"1", px=KEY_TTL_MS)
         raise self.retry(countdown=kick_retry_countdown(self.request.retries))
-    return {"operator_id": operator_id, "skipped": why, "claimed": len(claims)}
+    return {"operator_id": operator_id, "skipped": why}
 
 
 def subscribe_one(operator_id: int) -> dict[str, object]:

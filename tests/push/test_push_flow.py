@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+import redis
+
+from calsync import celery_procs
 from tests.distributed.stack import wait_for
 from tests.push.conftest import PushStack
 
@@ -48,6 +51,15 @@ def test_a_change_reaches_the_mirror_through_push_only(push_stack: Callable[...,
         20,
         "a StatusEvent delivered on every subscription",
     )
+
+    # The kick syncs the notified operator itself: with the only worker left consuming the
+    # dispatch queue (kicks), a change still reaches the mirror, and no sync task was queued.
+    celery_procs.stop(ps.stack.procs.pop("w1"), timeout=10)
+    ps.stack.worker("kicks-only", concurrency=2, queues="dispatch")
+    broker = redis.Redis.from_url(ps.stack.env["CALSYNC_REDIS_URL"])
+    item_id = _edit(ps, email, "synced in the kick")
+    wait_for(lambda: ps.mirror_subject(email, item_id) == "synced in the kick", 15, "the change in the mirror", 0.1)
+    assert broker.llen("sync") == 0
 
 
 def test_a_disabled_operators_next_notification_is_answered_unsubscribe(push_stack: Callable[..., PushStack]) -> None:

@@ -1083,7 +1083,7 @@ def test_resume_paused_forgets_the_pauses_error(db: Conn) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Push: one kick claims every owed operator
+# Push: a kick claims the operator it names, when owed and idle
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1097,7 +1097,7 @@ def notified(db: Conn, op: int) -> None:
     )
 
 
-def test_claim_pushed_batch_takes_every_owed_idle_operator_once(db: Conn) -> None:
+def test_claim_pushed_takes_only_the_kicked_operator_when_owed_and_idle(db: Conn) -> None:
     kicked, other, busy, quiet_one, disabled = (
         add_operator(db, f"{name}@example.com", calendar_sync=name != "disabled")
         for name in ("kicked", "other", "busy", "quiet", "disabled")
@@ -1111,33 +1111,19 @@ def test_claim_pushed_batch_takes_every_owed_idle_operator_once(db: Conn) -> Non
     for op in (kicked, other, busy, disabled):
         notified(db, op)
 
-    claims, why = lc.claim_pushed_batch(db, kicked, LEASE, 100)
-    assert why == ""
-    assert {c.operator_id for c in claims} == {kicked, other}
-    assert all(c.quiet for c in claims)
-    for c in claims:
-        st = state(db, c.operator_id)
-        assert st["in_flight"] and st["lease_token"] == c.token and st["lease_owner"] == "push"
-    # The other operator's own kick comes later: its sync is already claimed, nothing more.
-    assert lc.claim_pushed_batch(db, other, LEASE, 100) == ([], "not_owed")
+    got, why = lc.claim_pushed(db, kicked, LEASE)
+    assert why == "" and got is not None and got.operator_id == kicked and got.quiet
+    st = state(db, kicked)
+    assert st["in_flight"] and st["lease_token"] == got.token and st["lease_owner"] == "push"
+    # Another owed operator is left to its own kick (which runs its sync at once, not behind this one).
+    assert not state(db, other)["in_flight"]
+    other_claim, why = lc.claim_pushed(db, other, LEASE)
+    assert why == "" and other_claim is not None and other_claim.operator_id == other
+    assert lc.claim_pushed(db, quiet_one, LEASE) == (None, "not_owed")
     # The running sync is left alone, and its kick waits for it.
-    assert lc.claim_pushed_batch(db, busy, LEASE, 100) == ([], "in_flight")
+    assert lc.claim_pushed(db, busy, LEASE) == (None, "in_flight")
     assert state(db, busy)["lease_token"] == busy_token
-    assert lc.claim_pushed_batch(db, disabled, LEASE, 100) == ([], "disabled")
+    assert lc.claim_pushed(db, disabled, LEASE) == (None, "disabled")
     # A change heard while the kicked operator's sync runs is owed one more sync, after it.
     notified(db, kicked)
-    assert lc.claim_pushed_batch(db, kicked, LEASE, 100) == ([], "in_flight")
-
-
-def test_claim_pushed_batch_always_includes_the_kicked_operator_within_its_limit(db: Conn) -> None:
-    ops = [add_operator(db, f"op{i}@example.com") for i in range(4)]
-    for op in ops:
-        in_sync(db, op)
-        arrange(db, op, last_poll_at=now(db) - dt.timedelta(minutes=1))
-        notified(db, op)
-    # The kicked operator was notified last (it would come last by waiting time).
-    claims, why = lc.claim_pushed_batch(db, ops[-1], LEASE, 2)
-    assert why == "" and len(claims) == 2 and ops[-1] in {c.operator_id for c in claims}
-    rest, _ = lc.claim_pushed_batch(db, ops[0], LEASE, 100)
-    assert {c.operator_id for c in claims} | {c.operator_id for c in rest} == set(ops)
-    assert not {c.operator_id for c in claims} & {c.operator_id for c in rest}
+    assert lc.claim_pushed(db, kicked, LEASE) == (None, "in_flight")
