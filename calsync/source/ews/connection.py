@@ -34,7 +34,7 @@ from exchangelib.version import Build, Version
 from calsync import metrics
 from calsync.config import ConfigError, env
 from calsync.source import request_hook
-from calsync.source.ews import deadline
+from calsync.source.ews import deadline, shapes
 from calsync.source.ews.attendees import install_attendee_limit
 from calsync.source.ews.errors import (
     MalformedBody,
@@ -190,6 +190,7 @@ install_back_off_parser()
 install_time_zone_guard()
 install_whole_body_parser()
 install_attendee_limit()
+shapes.install()
 
 
 class AccountPool:
