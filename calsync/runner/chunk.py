@@ -19,7 +19,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
 
 from calsync import errors
@@ -54,18 +56,35 @@ class ChunkOutcome:
     push_latencies: list[float] = field(default_factory=list)  # notification-to-commit seconds (push)
 
 
+@dataclass(frozen=True)
+class ChunkRead:
+    paused: bool  # a global pause is on: every claim meets the gate on its own
+    targets: list[lifecycle.PollTarget]  # the claims still ours to poll, in order
+
+
+def read_chunk(conn: psycopg.Connection[Any], claims: Sequence[tuple[int, int]]) -> ChunkRead:
+    """What a chunk reads before polling: the global pause, and which claims are still its own."""
+    paused = pause.current(conn) is not None
+    return ChunkRead(paused, [] if paused else lifecycle.leased(conn, claims))
+
+
 def run_chunk(
     claims: Sequence[tuple[int, int]],
     owner: str,
     settings: SyncSettings,
     source: ThrottledSource | RoutedSource,
     budget_seconds: float = CHUNK_BUDGET_SECONDS,
+    read: ChunkRead | None = None,
 ) -> ChunkOutcome:
-    """Poll `claims` (operator id, lease token) one after another; the plain-Python core."""
+    """Poll `claims` (operator id, lease token) one after another; the plain-Python core.
+
+    `read`: what `read_chunk` gave inside the caller's own transaction (a push kick reads it
+    in its claim's), in place of a transaction here."""
     out = ChunkOutcome()
-    with transaction() as conn:
-        paused = pause.current(conn) is not None
-        targets = [] if paused else lifecycle.leased(conn, claims)
+    if read is None:
+        with transaction() as conn:
+            read = read_chunk(conn, claims)
+    paused, targets = read.paused, read.targets
     if paused:
         # Each operator meets the pause gate on its own (standing back, or being the probe).
         out.handed_off = [(op, token) for op, token in claims]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from calsync import metrics
 from calsync.celery import app
 from calsync.runner.backoff import backoff_seconds
-from calsync.runner.chunk import ChunkOutcome, run_chunk
+from calsync.runner.chunk import ChunkOutcome, ChunkRead, run_chunk
 from calsync.runner.outage import is_outage
 from calsync.runtime import current_settings, source_for
 from calsync.tasks import names, notify
@@ -38,7 +38,7 @@ def poll_chunk(self: CalsyncTask, claims: list[list[int]]) -> dict[str, object]:
     return _carry_out(pairs, out, started)
 
 
-def poll_now(owner: str, pairs: Sequence[tuple[int, int]]) -> dict[str, object]:
+def poll_now(owner: str, pairs: Sequence[tuple[int, int]], read: ChunkRead | None = None) -> dict[str, object]:
     """Poll these claims in the calling task, as a chunk would.
 
     Why: a change notification's sync used to be a kick task that published a chunk task
@@ -48,7 +48,7 @@ def poll_now(owner: str, pairs: Sequence[tuple[int, int]]) -> dict[str, object]:
     """
     started = time.monotonic()
     try:
-        out = _run(pairs, owner)
+        out = _run(pairs, owner, read)
     except Exception as exc:
         if not is_outage(exc):
             raise
@@ -57,9 +57,9 @@ def poll_now(owner: str, pairs: Sequence[tuple[int, int]]) -> dict[str, object]:
     return _carry_out(pairs, out, started)
 
 
-def _run(pairs: Sequence[tuple[int, int]], owner: str) -> ChunkOutcome:
+def _run(pairs: Sequence[tuple[int, int]], owner: str, read: ChunkRead | None = None) -> ChunkOutcome:
     settings = current_settings()
-    return run_chunk(pairs, owner, settings, source_for(settings))
+    return run_chunk(pairs, owner, settings, source_for(settings), read=read)
 
 
 def _carry_out(pairs: Sequence[tuple[int, int]], out: ChunkOutcome, started: float) -> dict[str, object]:

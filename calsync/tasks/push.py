@@ -33,6 +33,7 @@ from calsync.errors import SourceError
 from calsync.listener.kick import KEY_TTL_MS, kick_key
 from calsync.notify.email import send, smtp_config
 from calsync.push.callback import callback_url, new_secret, secret_hash
+from calsync.runner.chunk import read_chunk
 from calsync.runtime import current_settings, redis_client, source_for
 from calsync.store import lifecycle, push
 from calsync.store.db import transaction
@@ -65,10 +66,15 @@ def push_kick(self: CalsyncTask, operator_id: int) -> dict[str, object]:
     client = redis_client()
     # Before the claim: a change recorded after this point kicks again.
     client.delete(kick_key(operator_id))
+    read = None
     with transaction() as conn:
         claim, why = lifecycle.claim_pushed(conn, operator_id, env().lease_seconds)
-    if claim is not None and claim.quiet:
-        return {"operator_id": operator_id, "polled": poll_now(self.owner, [(claim.operator_id, claim.token)])}
+        if claim is not None and claim.quiet:
+            # What the poll reads first (the pause, the operator's cursor), in the claim's transaction.
+            read = read_chunk(conn, [(claim.operator_id, claim.token)])
+    if claim is not None and read is not None:
+        polled = poll_now(self.owner, [(claim.operator_id, claim.token)], read)
+        return {"operator_id": operator_id, "polled": polled}
     if claim is not None:  # a first sync or a failing operator: the batch chain, as the dispatcher starts it
         enqueue_chains([claim])
         return {"operator_id": operator_id, "claimed": 1}
