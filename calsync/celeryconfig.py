@@ -72,8 +72,9 @@ task_routes = {
     names.ROLL_HORIZON: {"queue": "dispatch"},
     names.ROLL_HORIZON_CHUNK: {"queue": "dispatch"},
     names.NOTIFY_PREFIX + "*": {"queue": "notify"},
-    # Push (issue 15): a kick is a claim and a publish, kept off the sync queue so a flood
-    # of batches never delays a notified change; Subscribe calls Exchange, like a batch.
+    # Push (issue 15): a kick claims its operator and polls it (one SyncFolderItems page,
+    # a GetItem when something changed), kept off the sync queue so a flood of batches
+    # never delays a notified change; Subscribe calls Exchange, like a batch.
     names.PUSH_KICK: {"queue": "dispatch"},
     names.PUSH_SWEEP: {"queue": "dispatch"},
     names.PUSH_SUBSCRIBE: {"queue": "sync"},
