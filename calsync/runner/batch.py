@@ -99,16 +99,16 @@ def run_batch(
         settings = settings_store.load(conn)
         # The run row is created once, by the first batch of a run, and reused below.
         state = dataclasses.replace(state, run_id=lifecycle.start_run(conn, state))
-        if prefetched is not None and prefetched[0] != state.cursor:
-            prefetched = None  # the cursor moved on since the poll: read the page again
+        # The page a poll read counts only while its cursor is still the operator's.
+        page = prefetched[1] if prefetched is not None and prefetched[0] == state.cursor else None
         # A pushed change's page is already read: what the mirror knows of its items is read
         # here, not in a transaction of its own (one fewer per pushed change).
         known = None
-        if prefetched is not None and prefetched[1].changes:
-            known = appointments.known_change_keys(conn, operator_id, [c.item_id for c in prefetched[1].changes])
+        if page is not None and page.changes:
+            known = appointments.known_change_keys(conn, operator_id, [c.item_id for c in page.changes])
     token = state.lease_token
     try:
-        return _leased_batch(source, state, settings, now or dt.datetime.now(dt.UTC), prefetched, known)
+        return _leased_batch(source, state, settings, now or dt.datetime.now(dt.UTC), page, known)
     except Exception as exc:
         if struck_by_time_limit(exc):
             # The task ran out of time (a slow or trickling Exchange): give the lease back now
@@ -132,21 +132,19 @@ def _leased_batch(
     state: lifecycle.OperatorState,
     settings: SyncSettings,
     now: dt.datetime,
-    prefetched: tuple[str | None, SyncPage] | None,
-    prefetched_known: dict[str, str] | None = None,
+    read_page: SyncPage | None,
+    read_known: dict[str, str] | None,
 ) -> BatchOutcome:
+    """`read_page`: the page at the operator's cursor, already read (else it is read here);
+    `read_known`: the mirror's change keys of its items, already read with it."""
     operator_id, token = state.operator_id, state.lease_token
     window = window_for(settings, now)
     try:
-        page = (
-            prefetched[1]
-            if prefetched is not None
-            else source.sync_page(state.email, state.cursor, settings.batch_size)
-        )
+        page = read_page if read_page is not None else source.sync_page(state.email, state.cursor, settings.batch_size)
         ids = [c.item_id for c in page.changes]
         known: dict[str, str] = {}
-        if prefetched_known is not None:
-            known = prefetched_known
+        if read_known is not None:
+            known = read_known
         elif ids:
             with transaction() as conn:
                 known = appointments.known_change_keys(conn, operator_id, ids)

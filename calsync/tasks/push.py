@@ -71,10 +71,10 @@ def push_kick(self: CalsyncTask, operator_id: int) -> dict[str, object]:
         claim, why = lifecycle.claim_pushed(conn, operator_id, env().lease_seconds)
         if claim is not None and claim.quiet:
             # What the poll reads first (the pause, the operator's cursor), in the claim's transaction.
-            read = read_chunk(conn, [(claim.operator_id, claim.token)])
-    if claim is not None and read is not None:
-        polled = poll_now(self.owner, [(claim.operator_id, claim.token)], read)
-        return {"operator_id": operator_id, "polled": polled}
+            pair = [(claim.operator_id, claim.token)]
+            read = read_chunk(conn, pair)
+    if read is not None:
+        return {"operator_id": operator_id, "polled": poll_now(self.owner, pair, read)}
     if claim is not None:  # a first sync or a failing operator: the batch chain, as the dispatcher starts it
         enqueue_chains([claim])
         return {"operator_id": operator_id, "claimed": 1}
